@@ -1,0 +1,82 @@
+"""The node's error tree.
+
+Every error the node raises on purpose derives from `NoosphereError`; the CLI turns
+it into a one-line message and an exit status, never a traceback::
+
+    NoosphereError
+    ├── ConfigError              unknown key, wrong type, bad value (names the key)
+    ├── IdentityError
+    │   ├── WrongPasswordError   the keystore did not decrypt
+    │   └── KeystoreError        missing, unreadable, malformed or unsafe keystore file
+    └── ModelError
+        ├── ModelNotFoundError   no GGUF where the configuration says one is
+        ├── ModelLoadError       llama.cpp refused the file
+        ├── QuantizeError        llama.cpp's quantizer failed or the request is invalid
+        └── GenerationError      llama.cpp failed mid-generation
+
+Errors from llama.cpp, eth-account and huggingface_hub are translated into these
+where they enter the node.
+"""
+
+from __future__ import annotations
+
+
+class NoosphereError(Exception):
+    """Base class for errors the node reports to its user.
+
+    `exit_status` is what the CLI exits with: 2 for problems the user can fix by
+    changing input, configuration or password; 1 for failures at run time.
+    """
+
+    exit_status: int = 1
+
+
+class ConfigError(NoosphereError):
+    """The configuration is invalid; the message names the offending key."""
+
+    exit_status = 2
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config key {key!r}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class IdentityError(NoosphereError):
+    """Something is wrong with the node's key."""
+
+    exit_status = 2
+
+
+class WrongPasswordError(IdentityError):
+    """The keystore password is wrong."""
+
+
+class KeystoreError(IdentityError):
+    """The keystore file is missing, malformed or has unsafe permissions."""
+
+
+class ModelError(NoosphereError):
+    """Base class for language-model errors."""
+
+
+class ModelNotFoundError(ModelError):
+    """No model file where one was expected."""
+
+    exit_status = 2
+
+
+class ModelLoadError(ModelError):
+    """llama.cpp could not load the model or an adapter."""
+
+    exit_status = 2
+
+
+class QuantizeError(ModelError):
+    """Quantization was refused or failed."""
+
+    exit_status = 2
+
+
+class GenerationError(ModelError):
+    """Generation failed inside llama.cpp."""

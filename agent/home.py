@@ -1,0 +1,46 @@
+"""The node home: one directory holding a node's configuration, key and data.
+
+Layout::
+
+    <home>/                 mode 0700
+        config.toml         the configuration (see agent.config)
+        keystore.json       the node key, Ethereum keystore v3, scrypt, mode 0600
+        data/               indexes, conversations (data.dir overrides)
+        models/             pulled and quantized models (data.models_dir overrides)
+
+The home is `--home`, else `NOOSPHERE_HOME`, else `~/.noosphere`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "~/.noosphere"
+
+
+@dataclass(frozen=True)
+class NodeHome:
+    root: Path
+
+    @classmethod
+    def locate(cls, explicit: str | os.PathLike[str] | None, env: Mapping[str, str]) -> NodeHome:
+        chosen = explicit if explicit else env.get("NOOSPHERE_HOME") or DEFAULT_HOME
+        return cls(Path(chosen).expanduser().absolute())
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def keystore_file(self) -> Path:
+        return self.root / "keystore.json"
+
+    def exists(self) -> bool:
+        return self.root.is_dir()
+
+    def create(self) -> None:
+        """Create the home directory (private to its owner) if it is missing."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
