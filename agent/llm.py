@@ -374,7 +374,10 @@ class LLMCore:
 
         def should_abort(_: ctypes.c_void_p) -> bool:
             job = self._active
-            return job is not None and job.cancel.is_set()
+            if job is not None and job.cancel.is_set():
+                _llama_thread.aborting = True  # the errors llama.cpp logs next are ours
+                return True
+            return False
 
         self._abort_cb = llama_cpp.ggml_abort_callback(should_abort)
         llama_cpp.llama_set_abort_callback(llm.ctx, self._abort_cb, None)
@@ -472,6 +475,7 @@ class LLMCore:
             self._emit(job, result)
         finally:
             self._active = None
+            _llama_thread.aborting = False
 
     def _generate(self, job: _Job) -> ChatResult:
         import llama_cpp
@@ -630,7 +634,8 @@ def _describe_tools_in_system(
     return [{"role": "system", "content": note}, *messages]
 
 
-_llama_log_callback: Any = None
+_llama_log_callback: Any = None  # llama.cpp's logger is process-wide; so is its callback
+_llama_thread = threading.local()  # .aborting: we asked llama.cpp to stop this thread's eval
 # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continues the previous line
 _LLAMA_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 
@@ -646,9 +651,14 @@ def _route_llama_logs() -> None:
 
     def callback(level: int, text: bytes, _: ctypes.c_void_p) -> None:
         line = text.decode("utf-8", "replace").rstrip()
-        if line:
-            llama_log.log(_LLAMA_LEVELS.get(level, logging.DEBUG), "%s", line)
-        # level 5 continues a line; logging it at DEBUG is good enough
+        if not line:
+            return
+        # Level 5 continues a line: DEBUG is good enough. Errors from an abort we asked
+        # for ("failed to decode, ret = 2") are expected, not worth the user's attention.
+        lvl = _LLAMA_LEVELS.get(level, logging.DEBUG)
+        if getattr(_llama_thread, "aborting", False):
+            lvl = logging.DEBUG
+        llama_log.log(lvl, "%s", line)
 
     _llama_log_callback = llama_cpp.llama_log_callback(callback)
     llama_cpp.llama_log_set(_llama_log_callback, ctypes.c_void_p(0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -87,7 +88,10 @@ async def test_cancellation_mid_stream_stops_generation(model_path: Path) -> Non
 TOKEN_SLACK = 70  # pieces the worker may have produced ahead of a slow consumer (queue depth)
 
 
-async def test_cancellation_aborts_a_long_prompt_evaluation(model_path: Path) -> None:
+async def test_cancellation_aborts_a_long_prompt_evaluation(
+    model_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="llama_cpp")
     words = " ".join(f"word{i}" for i in range(2400))
     async with await LLMCore.load(model_path, ModelConfig(n_ctx=4096, n_batch=64)) as core:
         params = SamplingParams(temperature=0.0, max_tokens=4)
@@ -106,6 +110,9 @@ async def test_cancellation_aborts_a_long_prompt_evaluation(model_path: Path) ->
         assert stream.result.finish_reason == "cancelled"
         assert stream.result.completion_tokens == 0
         assert cancelled_s < full_s * 0.6, (cancelled_s, full_s)
+        aborted = [r for r in caplog.records if "failed to decode" in r.getMessage()]
+        assert aborted, "llama.cpp's eval was not aborted"
+        assert all(r.levelno == logging.DEBUG for r in aborted)
         again = await core.chat(QUESTION, params=GREEDY)
         assert again.text.strip()
 
