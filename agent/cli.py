@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from agent import identity
+from agent import cli_chain, cli_swarm, identity
 from agent.config import Config, load_config, render_toml
 from agent.errors import IdentityError, NoosphereError
 from agent.home import NodeHome
@@ -347,6 +347,11 @@ def config_show(state: CliState, defaults: bool) -> None:
     """Print the effective configuration (file + environment + flags) as TOML."""
     click.echo(render_toml(Config() if defaults else state.config), nl=False)
 
+
+# ---------------------------------------------------------------- components
+
+cli_swarm.register(main)
+cli_chain.register(main)
 
 if __name__ == "__main__":
     main()
