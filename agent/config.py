@@ -74,7 +74,9 @@ class ModelConfig:
     hf_file: str = setting("", "GGUF file name inside hf_repo.")
     adapters: list[AdapterConfig] = setting([], "LoRA adapters applied on load, in order.")
     n_ctx: int = setting(4096, "Context window in tokens.", minimum=128, maximum=1 << 20)
-    n_threads: int = setting(0, "CPU threads for generation; 0 means one per core.", minimum=0)
+    n_threads: int = setting(
+        0, "CPU threads for generation; 0: half the logical cores (llama.cpp).", minimum=0
+    )
     n_batch: int = setting(512, "Prompt tokens evaluated per batch.", minimum=1, maximum=1 << 16)
     n_gpu_layers: int = setting(0, "Layers offloaded to a GPU when one is present.", minimum=-1)
     max_tokens: int = setting(512, "Default cap on generated tokens per answer.", minimum=1)

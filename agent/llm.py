@@ -12,7 +12,7 @@ long prompt evaluation.
 The prompt is rendered with the GGUF's own chat template. When the conversation
 does not fit the context window, the oldest turns are dropped and, if that is not
 enough, the longest remaining message is cut in the middle; the result says so
-(`ChatResult.trim`) and a warning is logged. Generation never runs past `n_ctx`.
+(`ChatResult.trim`) and the trim is logged. Generation never runs past `n_ctx`.
 """
 
 from __future__ import annotations
@@ -461,7 +461,7 @@ class LLMCore:
         if len(tokens) > limit:
             raise GenerationError("the prompt cannot be trimmed to fit the context window")
         trim = ContextTrim(dropped_messages=dropped, truncated_chars=truncated)
-        log.warning("%s (%d prompt tokens, n_ctx=%d)", trim.describe(), len(tokens), self.n_ctx)
+        log.info("%s (%d prompt tokens, n_ctx=%d)", trim.describe(), len(tokens), self.n_ctx)
         return tokens, trim
 
     def _run_job(self, job: _Job) -> None:
