@@ -14,7 +14,7 @@ where they enter and never escape as themselves.
     ├── PssError
     │   ├── PssMessageTooLargeError  more message bytes than a trojan chunk carries
     │   └── PssUnwrapError           a trojan chunk that no given key and topic opens
-    ├── BeeHttpError                 the node answered with an error status (``status``, ``message``)
+    ├── BeeHttpError                 an error status from the node (``status``, ``message``)
     │   ├── BadRequestError          400: malformed input (hex, lengths, headers)
     │   ├── UnauthorizedError        401: Bee's answer to a SOC whose signature does not verify
     │   ├── PaymentRequiredError     402: the postage batch cannot pay (overissued, expired)
