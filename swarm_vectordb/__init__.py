@@ -1,9 +1,13 @@
 """Swarm substrate and the distributed vector database over it.
 
-| subpackage | owns                                                                  |
-|------------|-----------------------------------------------------------------------|
-| `bee`      | Swarm's byte formats: BMT chunks, chunk trees, SOCs, feeds, GSOC, PSS |
+| module / package | owns                                                                  |
+|------------------|-----------------------------------------------------------------------|
+| `bee`            | Swarm's byte formats: BMT chunks, chunk trees, SOCs, feeds, GSOC, PSS |
+| `embedding`      | sentence-transformers embeddings, offline, on a worker thread         |
+| `index`          | the local FAISS index with its crash-safe write-ahead log             |
+| `protocol`       | signed, typed msgpack peer messages and their validation              |
+| `errors`         | the vector database's error tree (`VectorDBError`)                    |
 
-The async Bee client, the embedded dev node and the vector database arrive with
-their issues. Depends on nothing of ours.
+Ingestion, the peer directory, network search and the serving peer arrive with
+their issue. Depends on nothing of ours.
 """

@@ -1,0 +1,35 @@
+"""Errors of the vector database (the Swarm substrate has its own: `bee.errors`)::
+
+VectorDBError
+├── IndexInputError      wrong dimension, non-finite or non-unit vectors, bad refs
+├── IndexMismatchError   an index on disk was built for another model or dimension
+├── EmbedderError        the embedding model is missing or failed
+└── MessageRejected      a peer message failed validation (`.reason` says which check)
+"""
+
+from __future__ import annotations
+
+
+class VectorDBError(Exception):
+    """Base class for vector-database errors."""
+
+
+class IndexInputError(VectorDBError):
+    """Bad vectors or chunk references given to the index."""
+
+
+class IndexMismatchError(VectorDBError):
+    """The index on disk belongs to another embedding model or dimension."""
+
+
+class EmbedderError(VectorDBError):
+    """The embedding model could not be loaded or run."""
+
+
+class MessageRejected(VectorDBError):
+    """A peer message was dropped; `reason` is a short stable code for counting."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
