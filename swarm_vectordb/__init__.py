@@ -3,6 +3,7 @@
 | module / package | owns                                                                  |
 |------------------|-----------------------------------------------------------------------|
 | `bee`            | Swarm's byte formats: BMT chunks, chunk trees, SOCs, feeds, GSOC, PSS |
+| `chunking`       | reading text/markdown/PDF documents; token windows with overlap       |
 | `embedding`      | sentence-transformers embeddings, offline, on a worker thread         |
 | `index`          | the local FAISS index with its crash-safe write-ahead log             |
 | `protocol`       | signed, typed msgpack peer messages and their validation              |
