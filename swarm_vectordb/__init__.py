@@ -7,6 +7,7 @@
 | `embedding`      | sentence-transformers embeddings, offline, on a worker thread         |
 | `index`          | the local FAISS index with its crash-safe write-ahead log             |
 | `protocol`       | signed, typed msgpack peer messages and their validation              |
+| `routing`        | index summaries, peer selection, verified merging of answers          |
 | `errors`         | the vector database's error tree (`VectorDBError`)                    |
 
 Ingestion, the peer directory, network search and the serving peer arrive with
