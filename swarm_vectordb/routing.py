@@ -40,7 +40,14 @@ def summarize(vectors: Vectors, n_centroids: int = DEFAULT_CENTROIDS, *, seed: i
         return _normalize(vectors.astype(np.float32))
     import faiss
 
-    kmeans = faiss.Kmeans(vectors.shape[1], n_centroids, niter=20, seed=seed, spherical=True)
+    kmeans = faiss.Kmeans(
+        vectors.shape[1],
+        n_centroids,
+        niter=20,
+        seed=seed,
+        spherical=True,
+        min_points_per_centroid=1,
+    )
     kmeans.train(np.ascontiguousarray(vectors, dtype=np.float32))
     centroids = kmeans.centroids
     if centroids is None:  # faiss leaves it unset only if training did not run

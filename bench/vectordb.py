@@ -1,0 +1,175 @@
+"""Benchmark: the vector database.
+
+    .venv/bin/python bench/vectordb.py [--quick] [--only search,routing]
+
+Sections (each compares against a baseline measured in the same run):
+
+- search: local search latency (p50/p99, k=10) of `VectorIndex` at 10k and 100k
+  topic-clustered chunks (exact below the HNSW threshold, HNSW above it), with numpy's
+  exact search over the same vectors as the baseline and recall@10 against it.
+- routing: 1,000 simulated peers holding topic-clustered chunks, using the real
+  `summarize` and `route` code without Swarm: recall@10 against messages per query,
+  for summary routing and for random peer choice, with full fan-out as the reference.
+
+`--quick` shrinks sizes to finish in well under 5 minutes on 2 cores. Progress goes
+to stderr; the last line of stdout is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from swarm_vectordb.index import ChunkRef, IndexedChunk, VectorIndex
+from swarm_vectordb.routing import PeerSummary, route, summarize
+
+DIM = 384
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def clustered(rng: np.random.Generator, n: int, topics: int, noise: float) -> np.ndarray:
+    """Unit vectors around `topics` centres: shaped like real embeddings, unlike uniform
+    random vectors (on which every point is nearly equidistant and HNSW recall collapses)."""
+    centres = unit_rows(rng, topics)
+    v = (
+        centres[rng.integers(0, topics, n)]
+        + rng.standard_normal((n, DIM)).astype(np.float32) * noise
+    )
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def bench_search(sizes: list[int], queries: int) -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    out: dict[str, Any] = {}
+    biggest = max(sizes)
+    vectors = clustered(rng, biggest, topics=2000, noise=0.08)
+    picks = vectors[rng.integers(0, biggest, queries)]
+    query_vectors = picks + rng.standard_normal(picks.shape).astype(np.float32) * 0.03
+    query_vectors /= np.linalg.norm(query_vectors, axis=1, keepdims=True)
+    for size in sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            index = VectorIndex(Path(tmp), DIM, "bench", hnsw_threshold=50_000)
+            for start in range(0, size, 5000):
+                stop = min(size, start + 5000)
+                index.add(
+                    [
+                        IndexedChunk(ChunkRef(i.to_bytes(32, "big")), "", "bench", i)
+                        for i in range(start, stop)
+                    ],
+                    vectors[start:stop],
+                )
+            build_s = time.perf_counter() - t0
+            latencies, hits = [], []
+            for q in query_vectors:
+                t = time.perf_counter()
+                result = index.search(q, 10)
+                latencies.append((time.perf_counter() - t) * 1000)
+                hits.append({int.from_bytes(h.chunk.ref, "big") for h in result})
+            # exact baseline over the same vectors, same run
+            exact_lat, recall = [], []
+            sub = vectors[:size]
+            for q, got in zip(query_vectors, hits, strict=True):
+                t = time.perf_counter()
+                top = np.argpartition(-(sub @ q), 10)[:10]
+                exact_lat.append((time.perf_counter() - t) * 1000)
+                recall.append(len(got & set(top.tolist())) / 10)
+            out[str(size)] = {
+                "kind": index.kind,
+                "build_s": round(build_s, 2),
+                "p50_ms": round(percentile(latencies, 50), 3),
+                "p99_ms": round(percentile(latencies, 99), 3),
+                "numpy_exact_p50_ms": round(percentile(exact_lat, 50), 3),
+                "recall_at_10": round(statistics.mean(recall), 4),
+            }
+            say(f"search {size:>7}: {out[str(size)]}")
+            index.close()
+    return out
+
+
+def bench_routing(peers: int, topics: int, per_peer: int, queries: int) -> dict[str, Any]:
+    """recall@10 vs messages per query for summary routing and random routing."""
+    rng = np.random.default_rng(1)
+    centers = unit_rows(rng, topics)
+    holdings: list[np.ndarray] = []
+    summaries: list[PeerSummary] = []
+    for p in range(peers):
+        # each peer specialises in 1-3 topics (Zipf-like popularity)
+        mine = rng.choice(topics, size=int(rng.integers(1, 4)), replace=False)
+        picks = rng.choice(mine, size=per_peer)
+        v = centers[picks] + rng.standard_normal((per_peer, DIM)).astype(np.float32) * 0.08
+        v /= np.linalg.norm(v, axis=1, keepdims=True)
+        holdings.append(v.astype(np.float32))
+        summaries.append(PeerSummary(p.to_bytes(20, "big"), summarize(v, 4, seed=p)))
+    union = np.concatenate(holdings)
+    say(f"routing: {peers} peers, {len(union)} chunks, {topics} topics")
+    qs = centers[rng.integers(0, topics, size=queries)] + unit_rows(rng, queries) * 0.05
+    qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+    exact = [set(np.argsort(-(union @ q))[:10].tolist()) for q in qs]
+    offsets = np.concatenate([[0], np.cumsum([len(h) for h in holdings])])
+    curve: list[dict[str, Any]] = []
+    for fan_out in [1, 2, 4, 8, 16, 32, 64, 128, peers]:
+        recalls: dict[str, list[float]] = {"summary": [], "random": []}
+        for q, truth in zip(qs, exact, strict=True):
+            chosen = {
+                "summary": [int.from_bytes(s.peer, "big") for s in route(q, summaries, fan_out)],
+                "random": list(rng.choice(peers, size=min(fan_out, peers), replace=False)),
+            }
+            for how, ids in chosen.items():
+                # each asked peer answers its local top-10; the asker merges by score
+                local = []
+                for i in ids:
+                    block = np.arange(offsets[i], offsets[i + 1])
+                    local.extend(block[np.argsort(-(union[block] @ q))[:10]].tolist())
+                merged = sorted(local, key=lambda j: -float(union[j] @ q))[:10]
+                recalls[how].append(len(set(merged) & truth) / 10)
+        curve.append(
+            {
+                "fan_out": fan_out,
+                "messages_per_query": 2 * fan_out,  # a query out and an answer back per peer
+                "recall_summary": round(statistics.mean(recalls["summary"]), 4),
+                "recall_random": round(statistics.mean(recalls["random"]), 4),
+            }
+        )
+        say(f"routing fan-out {fan_out:>5}: {curve[-1]}")
+    return {"peers": peers, "chunks": len(union), "queries": queries, "curve": curve}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="vector database benchmarks")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (< 5 min)")
+    parser.add_argument("--only", default="search,routing", help="comma-separated sections")
+    args = parser.parse_args()
+    sections = set(args.only.split(","))
+    result: dict[str, Any] = {"bench": "vectordb", "quick": args.quick}
+    if "search" in sections:
+        sizes = [10_000, 60_000] if args.quick else [10_000, 100_000]
+        result["search"] = bench_search(sizes, queries=200)
+    if "routing" in sections:
+        per_peer = 50 if args.quick else 200
+        result["routing"] = bench_routing(1000, topics=100, per_peer=per_peer, queries=100)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
