@@ -1,13 +1,15 @@
-"""Swarm primitives, byte-exact with Bee 2.x: pure functions, no network, no I/O.
+"""Swarm for Noosphere, byte-exact with Bee 2.x: primitives, an async Bee client, a dev node.
 
-Everything here turns bytes into chunks, addresses and signatures exactly as a
+The primitives turn bytes into chunks, addresses and signatures exactly as a
 Bee node or bee-js would from the same input, so what Noosphere makes a real
-node accepts, and what a real node serves Noosphere can check.
+node accepts, and what a real node serves Noosphere can check. They are pure
+functions, no network, no I/O. On top of them sit the client (any node
+speaking Bee's HTTP API) and the dev node (a local node speaking it).
 
 Modules and what each owns:
 
-- ``errors``: the ``SwarmError`` tree (drawn in its docstring); the network
-  client adds its HTTP errors under the same root.
+- ``errors``: the ``SwarmError`` tree (drawn in its docstring), including the
+  HTTP and transport errors of the client.
 - ``bmt``: Keccak-256, the BMT root of a chunk payload, content-addressed
   chunk addresses and the ``Chunk`` value (``span || payload``).
 - ``chunktree``: splitting data of any length into Bee's chunk tree
@@ -21,6 +23,19 @@ Modules and what each owns:
   overlay (bee-js ``gsocMine``-compatible).
 - ``pss``: PSS trojan chunks: ECDH encryption, nonce mining to a target
   prefix, wrap and unwrap.
+- ``records``: typed records of Bee's API (``PostageBatch``, ``NodeAddresses``,
+  ``NodeHealth``, ``FeedUpdate``, ``BatchId``) and their JSON shapes.
+- ``client``: ``BeeClient``, the async HTTP client (aiohttp): bytes, chunks,
+  SOCs, feeds, GSOC, PSS, stamps; everything downloaded is verified.
+- ``transport``: the client's aiohttp session, deadlines and translation of
+  HTTP statuses and aiohttp errors into the ``SwarmError`` tree.
+- ``subscription``: ``Subscription``, a reconnecting websocket read with
+  ``async for``, bounded, dropping (and counting) the oldest when behind.
+- ``devnode``: ``DevNode``, the Bee-API-compatible development node (aiohttp
+  server); ``devnode_store`` (chunks, stamps and keys, in memory or a
+  crash-safe data dir), ``devnode_pubsub`` (websocket fan-out with flood
+  control) and ``devnode_http`` (Bee's JSON errors and input parsing) are its
+  parts.
 """
 
 from __future__ import annotations
@@ -44,16 +59,27 @@ from swarm_vectordb.bee.chunktree import (
     join_async,
     split,
 )
+from swarm_vectordb.bee.client import BeeClient, ClientState
+from swarm_vectordb.bee.devnode import DevNode
 from swarm_vectordb.bee.errors import (
+    BadRequestError,
+    BeeHttpError,
     ChunkAddressMismatch,
     InvalidChunkError,
     InvalidFeedUpdateError,
     InvalidSocError,
     MiningError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PaymentRequiredError,
     PssError,
     PssMessageTooLargeError,
     PssUnwrapError,
+    StampUnusableError,
+    SwarmConnectionError,
     SwarmError,
+    SwarmTimeoutError,
+    UnauthorizedError,
 )
 from swarm_vectordb.bee.feeds import (
     FeedIndex,
@@ -77,6 +103,13 @@ from swarm_vectordb.bee.pss import (
     unwrap_trojan,
     wrap_trojan,
 )
+from swarm_vectordb.bee.records import (
+    BatchId,
+    FeedUpdate,
+    NodeAddresses,
+    NodeHealth,
+    PostageBatch,
+)
 from swarm_vectordb.bee.soc import (
     OwnerAddress,
     SingleOwnerChunk,
@@ -84,24 +117,38 @@ from swarm_vectordb.bee.soc import (
     owner_address,
     soc_address,
 )
+from swarm_vectordb.bee.subscription import Subscription, SubscriptionState
 
 __all__ = [
     "CHUNK_SIZE",
     "HASH_SIZE",
+    "BadRequestError",
+    "BatchId",
+    "BeeClient",
+    "BeeHttpError",
     "Chunk",
     "ChunkAddress",
     "ChunkAddressMismatch",
     "ChunkTree",
     "ChunkTreeSplitter",
+    "ClientState",
+    "DevNode",
     "FeedIndex",
     "FeedTopic",
+    "FeedUpdate",
     "GsocKey",
     "InvalidChunkError",
     "InvalidFeedUpdateError",
     "InvalidSocError",
     "LegacyFeedPayload",
     "MiningError",
+    "NodeAddresses",
+    "NodeHealth",
+    "NotFoundError",
     "OwnerAddress",
+    "PayloadTooLargeError",
+    "PaymentRequiredError",
+    "PostageBatch",
     "PssError",
     "PssMessage",
     "PssMessageTooLargeError",
@@ -109,7 +156,13 @@ __all__ = [
     "PssUnwrapError",
     "SingleOwnerChunk",
     "SocIdentifier",
+    "StampUnusableError",
+    "Subscription",
+    "SubscriptionState",
+    "SwarmConnectionError",
     "SwarmError",
+    "SwarmTimeoutError",
+    "UnauthorizedError",
     "bmt_root",
     "cac_address",
     "feed_topic",
