@@ -59,6 +59,11 @@ class NetworkConfig:
     request_timeout_s: float = setting(
         30.0, "Timeout for every network request, in seconds.", minimum=0.1, maximum=3600
     )
+    peers: list[str] = setting([], "Addresses (0x...) of peers to ask, besides the registry's.")
+    query_deadline_s: float = setting(
+        5.0, "How long a network search waits for answers.", minimum=0.1, maximum=600
+    )
+    fan_out: int = setting(0, "Peers asked per network search; 0 asks every known peer.", minimum=0)
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,23 @@ class EmbedderConfig:
 
 
 @dataclass(frozen=True)
+class IndexConfig:
+    chunk_tokens: int = setting(
+        200, "Tokens per chunk (the embedder reads at most 256).", minimum=8, maximum=256
+    )
+    chunk_overlap: int = setting(
+        40, "Tokens shared by neighbouring chunks.", minimum=0, maximum=100
+    )
+    hnsw_threshold: int = setting(
+        50_000, "Chunks above which search switches from exact to HNSW.", minimum=1
+    )
+
+    def __post_init__(self) -> None:
+        if self.chunk_overlap * 2 >= self.chunk_tokens:
+            raise ConfigError("index.chunk_overlap", "must be less than half of index.chunk_tokens")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     dir: str = setting("", "Where indexes and conversations live. Empty: <home>/data.")
     models_dir: str = setting("", "Where pulled and quantized models live. Empty: <home>/models.")
@@ -125,6 +147,7 @@ class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
     data: DataConfig = field(default_factory=DataConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
 
@@ -139,6 +162,7 @@ SECTIONS: dict[str, type[Any]] = {
     "network": NetworkConfig,
     "model": ModelConfig,
     "embedder": EmbedderConfig,
+    "index": IndexConfig,
     "data": DataConfig,
     "limits": LimitsConfig,
 }
@@ -292,7 +316,14 @@ def _coerce(
             raise bad(f"expected a list, got {type(value).__name__}")
         items = []
         for i, item in enumerate(value):
-            if dataclasses.is_dataclass(item_kind) and not isinstance(item, Mapping):
+            if item_kind is str:
+                if not isinstance(item, str):
+                    raise bad(f"item {i}: expected a string, got {type(item).__name__}")
+                if dotted == "network.peers" and not _is_address(item):
+                    raise bad(f"item {i}: {item!r} is not a 0x-prefixed 20-byte hex address")
+                items.append(item)
+                continue
+            if not isinstance(item, Mapping):
                 raise bad(f"item {i}: expected a table, got {type(item).__name__}")
             items.append(_build(item_kind, item, f"{dotted}[{i}].", sources))
         return items
@@ -328,6 +359,14 @@ def _coerce(
     return value
 
 
+def _is_address(text: str) -> bool:
+    digits = text.removeprefix("0x")
+    return text.startswith("0x") and len(digits) == 40 and all(c in HEX_DIGITS for c in digits)
+
+
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -347,10 +386,11 @@ def render_toml(config: Config, *, comment_out: bool = False) -> str:
         obj = getattr(config, section)
         tables: list[str] = []
         lines += ["", f"[{section}]"]
+        hints = typing.get_type_hints(type(obj))
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             doc = f.metadata["doc"]
-            if isinstance(value, list):
+            if _is_table_list(hints[f.name]):
                 tables.append(f"# {doc}")
                 if not value:
                     tables += [
@@ -369,6 +409,12 @@ def render_toml(config: Config, *, comment_out: bool = False) -> str:
         if tables:
             lines += ["", *tables]
     return "\n".join(lines) + "\n"
+
+
+def _is_table_list(kind: Any) -> bool:
+    """Is `kind` a list of dataclasses (rendered as [[arrays of tables]])?"""
+    args = typing.get_args(kind)
+    return typing.get_origin(kind) is list and bool(args) and dataclasses.is_dataclass(args[0])
 
 
 def _toml_value(value: Any) -> str:

@@ -39,7 +39,7 @@ from swarm_vectordb.errors import MessageRejected
 PROTOCOL_VERSION = 1
 Address = NewType("Address", bytes)  # 20-byte Ethereum address
 MessageId = NewType("MessageId", bytes)  # 16 random bytes
-InboxAddress = NewType("InboxAddress", bytes)  # 32-byte GSOC address
+InboxKey = NewType("InboxKey", bytes)  # 64 bytes: GSOC identifier || shared owner key
 
 MAX_MESSAGE_BYTES = 1 << 20
 MAX_AGE_MS = 5 * 60 * 1000
@@ -64,7 +64,7 @@ class Query:
     embedding: bytes  # float32 little-endian, unit norm
     model: str
     k: int
-    reply_to: bytes  # 32-byte inbox
+    reply_to: bytes  # the asker's 64-byte inbox key
     filters: dict[str, str]
 
     def vector(self) -> npt.NDArray[np.float32]:
@@ -90,7 +90,7 @@ class Answer:
 class Ask:
     kind: ClassVar[str] = "ask"
     text: str
-    reply_to: bytes
+    reply_to: bytes  # 64-byte inbox key
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ class Reply:
 @dataclass(frozen=True)
 class PeerRecord:
     kind: ClassVar[str] = "peer_record"
-    inbox: bytes
+    inbox: bytes  # 64-byte inbox key: anyone may write to it, only envelopes authenticate
     public_key: bytes  # 64 bytes, uncompressed without the 0x04 prefix
     capabilities: tuple[str, ...]
     model: str
@@ -209,6 +209,7 @@ def open_envelope(
     now_ms: int | None = None,
     max_bytes: int = MAX_MESSAGE_BYTES,
     kinds: frozenset[str] | None = None,
+    max_age_ms: int = MAX_AGE_MS,
 ) -> Envelope:
     """Decode and fully validate one message; see the module docstring for the checks."""
     if len(data) > max_bytes:
@@ -259,7 +260,7 @@ def open_envelope(
     if isinstance(body, PeerRecord) and _keccak(body.public_key)[-20:] != sender:
         raise MessageRejected("bad_body", "PeerRecord public key is not the sender's")
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    if ts < now - MAX_AGE_MS:
+    if ts < now - max_age_ms:
         raise MessageRejected("stale", f"{(now - ts) // 1000} s old")
     if ts > now + MAX_SKEW_MS:
         raise MessageRejected("future", f"{(ts - now) // 1000} s ahead")
@@ -306,7 +307,7 @@ def _parse_body(cls: type[Body], raw: Any) -> Body:
             and _is_text(raw["model"], 200)
             and _is_int(raw["k"])
             and 1 <= raw["k"] <= MAX_HITS
-            and _is_bin(raw["reply_to"], 32)
+            and _is_bin(raw["reply_to"], 64)
             and isinstance(raw["filters"], dict)
             and len(raw["filters"]) <= 16
             and all(_is_text(k, 100) and _is_text(v, 1000) for k, v in raw["filters"].items())
@@ -333,13 +334,13 @@ def _parse_body(cls: type[Body], raw: Any) -> Body:
             raise MessageRejected("bad_body", "Answer: bad fields")
         return Answer(raw["query_id"], tuple(parsed))
     if cls is Ask:
-        ok = _is_text(raw["text"], 8192) and _is_bin(raw["reply_to"], 32)
+        ok = _is_text(raw["text"], 8192) and _is_bin(raw["reply_to"], 64)
     elif cls is Reply:
         ok = _is_bin(raw["ask_id"], 16) and _is_text(raw["text"])
     elif cls is PeerRecord:
         summary, caps = raw["summary"], raw["capabilities"]
         ok = (
-            _is_bin(raw["inbox"], 32)
+            _is_bin(raw["inbox"], 64)
             and _is_bin(raw["public_key"], 64)
             and isinstance(caps, list)
             and len(caps) <= 32

@@ -97,6 +97,13 @@ def test_bad_values_from_flags_are_named(override: str, key: str, words: str) ->
     assert "command line" in str(info.value) or "--set" in str(info.value)
 
 
+def test_cross_field_rule_names_the_key() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(None, env={}, overrides=["index.chunk_tokens=64", "index.chunk_overlap=40"])
+    assert info.value.key == "index.chunk_overlap"
+    assert "half" in str(info.value)
+
+
 @pytest.mark.parametrize("bad", ["nodot=1", "model.n_ctx", "=3", "model.=3"])
 def test_malformed_flag(bad: str) -> None:
     with pytest.raises(ConfigError, match=r"SECTION\.KEY=VALUE"):
@@ -137,6 +144,16 @@ def test_environment_typed_values() -> None:
     assert info.value.key == "model.adapters"
 
 
+def test_peer_addresses_are_checked() -> None:
+    good = "0x" + "ab" * 20
+    cfg = load_config(None, env={"NOOSPHERE_NETWORK_PEERS": f'["{good}"]'})
+    assert cfg.network.peers == [good]
+    for bad in ['["0x1234"]', '["ab" ]', "[3]", '"0xabc"']:
+        with pytest.raises(ConfigError) as info:
+            load_config(None, env={"NOOSPHERE_NETWORK_PEERS": bad})
+        assert info.value.key == "network.peers"
+
+
 def test_adapters_from_file(tmp_path: Path) -> None:
     path = write(
         tmp_path,
@@ -172,6 +189,7 @@ def test_rendered_custom_config_round_trips(tmp_path: Path) -> None:
             "model.n_ctx=1024",
             'model.adapters=[{path="x.gguf", scale=2.0}]',
             "network.bee_url=http://localhost:1633",
+            f'network.peers=["0x{"cd" * 20}"]',
         ],
     )
     assert load_config(write(tmp_path, render_toml(cfg)), env={}) == cfg

@@ -43,7 +43,7 @@ def query(**changes: object) -> Query:
         "embedding": unit_vector().astype("<f4").tobytes(),
         "model": "sentence-transformers/all-MiniLM-L6-v2",
         "k": 10,
-        "reply_to": b"\x01" * 32,
+        "reply_to": b"\x01" * 64,
         "filters": {"source": "docs"},
     }
     fields.update(changes)
@@ -54,7 +54,7 @@ def peer_record(key: bytes = KEY) -> PeerRecord:
     from eth_keys.datatypes import PrivateKey
 
     return PeerRecord(
-        inbox=b"\x02" * 32,
+        inbox=b"\x02" * 64,
         public_key=PrivateKey(key).public_key.to_bytes(),
         capabilities=("search", "ask"),
         model="sentence-transformers/all-MiniLM-L6-v2",
@@ -67,7 +67,7 @@ def peer_record(key: bytes = KEY) -> PeerRecord:
 BODIES = [
     query(),
     Answer(b"\x03" * 16, (Hit("chunk text", 0.75, b"\x04" * 32, "a.md"),)),
-    Ask("What is a BMT?", b"\x05" * 32),
+    Ask("What is a BMT?", b"\x05" * 64),
     Reply(b"\x06" * 16, "A binary Merkle tree."),
     peer_record(),
 ]
@@ -197,12 +197,12 @@ def test_bad_envelope_fields(field: str, value: object, reason: str) -> None:
     [
         query(k=0),
         query(k=10_000),
-        query(reply_to=b"\x01" * 31),
+        query(reply_to=b"\x01" * 32),
         query(filters={str(i): "x" for i in range(50)}),
         Answer(b"\x03" * 16, tuple(Hit("t", 0.5, b"\x04" * 32, "s") for _ in range(101))),
         Answer(b"\x03" * 16, (Hit("t", float("nan"), b"\x04" * 32, "s"),)),
         Answer(b"\x03" * 16, (Hit("t" * 20_000, 0.5, b"\x04" * 32, "s"),)),
-        Ask("x" * 10_000, b"\x05" * 32),
+        Ask("x" * 10_000, b"\x05" * 64),
     ],
 )
 def test_bodies_outside_the_schema_are_rejected(body: object) -> None:

@@ -1,0 +1,220 @@
+"""Ingestion: files -> chunks -> Swarm -> embeddings -> the local index.
+
+A chunk's identity is its Swarm reference, computed locally from its UTF-8 text
+before anything is uploaded, so duplicates (within a file, across files, across
+runs) are skipped without touching the network. Each new chunk is uploaded and the
+reference the store returns must equal the local one.
+
+A manifest (`sources.json`, rewritten atomically after each file) records each
+source's SHA-256 and chunk references: an unchanged file is skipped outright; a
+changed file's new chunks are added and its vanished chunks removed unless another
+source still holds them. Re-ingesting the same files therefore changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TypedDict
+
+from swarm_vectordb.bee.client import BeeClient
+from swarm_vectordb.bee.records import BatchId
+from swarm_vectordb.chunking import (
+    Chunker,
+    DocumentError,
+    TextChunk,
+    find_documents,
+    read_document,
+)
+from swarm_vectordb.embedding import Embedder
+from swarm_vectordb.errors import VectorDBError
+from swarm_vectordb.index import ChunkRef, IndexedChunk, VectorIndex
+from swarm_vectordb.routing import text_reference
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "sources.json"
+EMBED_BATCH = 64
+UPLOAD_CONCURRENCY = 8
+
+
+class ChunkStore(Protocol):
+    """Where chunk texts are stored: Swarm (through a Bee client) in the node."""
+
+    async def put(self, data: bytes) -> bytes:
+        """Store `data`; return its Swarm reference."""
+        ...
+
+
+@dataclass(frozen=True)
+class BeeChunkStore:
+    """A `ChunkStore` on a Bee node (real or dev), stamping uploads with `batch`."""
+
+    bee: BeeClient
+    batch: BatchId
+
+    async def put(self, data: bytes) -> bytes:
+        return bytes(await self.bee.upload_bytes(data, self.batch))
+
+
+class SourceEntry(TypedDict):
+    sha256: str
+    refs: list[str]  # hex chunk references, in document order
+
+
+Manifest = dict[str, SourceEntry]
+
+
+class IngestError(VectorDBError):
+    """The store returned a reference that does not match the content."""
+
+
+@dataclass
+class IngestReport:
+    files_seen: int = 0
+    files_skipped_unchanged: int = 0
+    files_failed: dict[str, str] = field(default_factory=dict)
+    chunks_added: int = 0
+    chunks_duplicate: int = 0
+    chunks_removed: int = 0
+
+
+ProgressCallback = Callable[[str, int, int], None]  # (source, chunks done, chunks total)
+
+
+class Ingestor:
+    def __init__(
+        self,
+        *,
+        store: ChunkStore,
+        embedder: Embedder,
+        index: VectorIndex,
+        chunker: Chunker,
+        manifest_path: Path,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._index = index
+        self._chunker = chunker
+        self._manifest_path = manifest_path
+        self._manifest: Manifest = _load_manifest(manifest_path)
+
+    async def ingest(
+        self, paths: Sequence[Path], *, on_progress: ProgressCallback | None = None
+    ) -> IngestReport:
+        report = IngestReport()
+        for path in find_documents(paths):
+            report.files_seen += 1
+            source = str(path.resolve())
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError as exc:
+                report.files_failed[source] = exc.strerror or str(exc)
+                continue
+            previous = self._manifest.get(source)
+            if previous is not None and previous.get("sha256") == digest:
+                report.files_skipped_unchanged += 1
+                continue
+            try:
+                document = read_document(path)
+            except DocumentError as exc:
+                report.files_failed[source] = str(exc)
+                log.warning("skipping %s", exc)
+                continue
+            chunks = self._chunker.chunk(document)
+            refs = await self._add_chunks(source, chunks, report, on_progress)
+            old = set(previous["refs"]) if previous else set()
+            vanished = old - {r.hex() for r in refs} - self._refs_held_elsewhere(source)
+            gone = [ChunkRef(bytes.fromhex(r)) for r in sorted(vanished)]
+            report.chunks_removed += self._index.remove(gone)
+            self._manifest[source] = {"sha256": digest, "refs": [r.hex() for r in refs]}
+            _save_manifest(self._manifest_path, self._manifest)
+        return report
+
+    async def _add_chunks(
+        self,
+        source: str,
+        chunks: Sequence[TextChunk],
+        report: IngestReport,
+        on_progress: ProgressCallback | None,
+    ) -> list[bytes]:
+        refs: list[bytes] = []
+        batch: list[IndexedChunk] = []
+        seen: set[bytes] = set()
+        for done, item in enumerate(chunks, start=1):
+            ref = text_reference(item.text)
+            refs.append(ref)
+            if ref in seen or ChunkRef(ref) in self._index:
+                report.chunks_duplicate += 1
+            else:
+                seen.add(ref)
+                batch.append(IndexedChunk(ChunkRef(ref), item.text, source, item.position))
+            if len(batch) >= EMBED_BATCH or done == len(chunks):
+                report.chunks_added += await self._store_and_index(batch)
+                batch = []
+            if on_progress is not None:
+                on_progress(source, done, len(chunks))
+        return refs
+
+    async def _store_and_index(self, batch: list[IndexedChunk]) -> int:
+        """Upload and embed `batch` at the same time; index it once both are done.
+
+        Indexing last keeps the invariant that every indexed chunk is on Swarm.
+        """
+        if not batch:
+            return 0
+        slots = asyncio.Semaphore(UPLOAD_CONCURRENCY)
+
+        async def upload(chunk: IndexedChunk) -> None:
+            async with slots:
+                stored = await self._store.put(chunk.text.encode("utf-8"))
+            if stored != chunk.ref:
+                raise IngestError(
+                    f"store returned {stored.hex()} for a chunk whose reference is "
+                    f"{chunk.ref.hex()}"
+                )
+
+        async with asyncio.TaskGroup() as tasks:  # one failed upload cancels the rest
+            embedding = tasks.create_task(self._embedder.embed([c.text for c in batch]))
+            for chunk in batch:
+                tasks.create_task(upload(chunk))
+        return self._index.add(batch, embedding.result().vectors)
+
+    def _refs_held_elsewhere(self, source: str) -> set[str]:
+        held: set[str] = set()
+        for other, entry in self._manifest.items():
+            if other != source:
+                held.update(entry["refs"])
+        return held
+
+
+def _load_manifest(path: Path) -> Manifest:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise VectorDBError(f"{path} is corrupt ({exc}); delete it to re-ingest") from None
+    valid = isinstance(data, dict) and all(
+        isinstance(e, dict) and isinstance(e.get("sha256"), str) and isinstance(e.get("refs"), list)
+        for e in data.values()
+    )
+    if not valid:
+        raise VectorDBError(f"{path} is not a manifest; delete it to re-ingest")
+    manifest: Manifest = data
+    return manifest
+
+
+def _save_manifest(path: Path, manifest: Manifest) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w") as fh:
+        json.dump(manifest, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
