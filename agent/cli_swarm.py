@@ -13,10 +13,14 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from agent.errors import NoosphereError
+
+if TYPE_CHECKING:
+    from agent.cli import CliState
 
 
 def register(main: click.Group) -> None:
@@ -64,3 +68,86 @@ async def _serve(host: str, port: int, data_dir: Path | None) -> None:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+
+
+@swarm.group()
+def stamp() -> None:
+    """Postage batches: uploads to Swarm are paid with one."""
+
+
+def _bee_url(state: CliState) -> str:
+    from agent.errors import ConfigError
+
+    url = state.config.network.bee_url
+    if not url:
+        raise ConfigError(
+            "network.bee_url",
+            "set it to a Bee node (e.g. `noosphere swarm dev`); the embedded node buys its own",
+        )
+    return url
+
+
+@stamp.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_obj
+def stamp_list(state: CliState, as_json: bool) -> None:
+    """List the postage batches of the node at network.bee_url."""
+    import json
+
+    from agent.cli import handle_errors, run
+    from swarm_vectordb.bee.client import BeeClient
+    from swarm_vectordb.bee.errors import SwarmError
+
+    async def go() -> list[dict[str, object]]:
+        try:
+            async with BeeClient(_bee_url(state)) as bee:
+                return [s.to_json() for s in await bee.list_stamps()]
+        except SwarmError as error:
+            raise NoosphereError(f"listing stamps: {error}") from None
+
+    stamps = handle_errors(run)(go())
+    if as_json:
+        click.echo(json.dumps(stamps))
+        return
+    for s in stamps:
+        click.echo(
+            f"{s['batchID']}  depth {s['depth']}  usable {s['usable']}  ttl {s['batchTTL']} s"
+        )
+
+
+@stamp.command("buy")
+@click.argument("amount", type=click.IntRange(1))
+@click.argument("depth", type=click.IntRange(17, 255))
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until usable.")
+@click.pass_obj
+def stamp_buy(state: CliState, amount: int, depth: int, yes: bool, wait: bool) -> None:
+    """Buy a postage batch of 2^DEPTH chunks at AMOUNT PLUR each (spends BZZ on a real node)."""
+    import sys
+
+    from agent.cli import handle_errors, run
+    from swarm_vectordb.bee.client import BeeClient
+    from swarm_vectordb.bee.errors import SwarmError
+
+    url = handle_errors(_bee_url)(state)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                "buying a stamp spends funds: confirm on a terminal or pass --yes"
+            )
+        click.confirm(
+            f"Buy a batch of 2^{depth} chunks at {amount} PLUR each on {url}?", abort=True, err=True
+        )
+
+    async def go() -> str:
+        try:
+            async with BeeClient(url) as bee:
+                batch = await bee.buy_stamp(amount, depth, label="noosphere")
+                if wait:
+                    click.echo("waiting until the batch is usable...", err=True)
+                    await bee.wait_until_usable(batch)
+                return batch.hex()
+        except SwarmError as error:
+            raise NoosphereError(f"buying a stamp: {error}") from None
+
+    click.echo(handle_errors(run)(go()))

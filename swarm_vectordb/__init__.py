@@ -2,14 +2,16 @@
 
 | module / package | owns                                                                  |
 |------------------|-----------------------------------------------------------------------|
-| `bee`            | Swarm's byte formats: BMT chunks, chunk trees, SOCs, feeds, GSOC, PSS |
+| `bee`            | Swarm itself: byte-exact primitives, the async Bee client, the dev node |
 | `chunking`       | reading text/markdown/PDF documents; token windows with overlap       |
 | `embedding`      | sentence-transformers embeddings, offline, on a worker thread         |
 | `index`          | the local FAISS index with its crash-safe write-ahead log             |
+| `ingest`         | documents -> chunks -> Swarm -> embeddings -> index, idempotently      |
 | `protocol`       | signed, typed msgpack peer messages and their validation              |
+| `peers`          | GSOC inboxes, peer records on feeds, the peer directory               |
 | `routing`        | index summaries, peer selection, verified merging of answers          |
+| `network`        | distributed search (asking) and the serving peer                      |
 | `errors`         | the vector database's error tree (`VectorDBError`)                    |
 
-Ingestion, the peer directory, network search and the serving peer arrive with
-their issue. Depends on nothing of ours.
+Depends on nothing of ours.
 """

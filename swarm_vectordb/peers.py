@@ -150,9 +150,6 @@ class PeerInfo:
     address: bytes
     record: PeerRecord
     published_ms: int
-    answered: int = 0
-    failed: int = 0
-    last_answer_ms: int | None = None
 
     @property
     def inbox(self) -> Inbox:
