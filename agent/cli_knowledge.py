@@ -15,6 +15,7 @@ from agent.errors import ConfigError
 def register(main: click.Group) -> None:
     """Add `ingest` and `search` to the root group."""
     from agent.cli import CliState, handle_errors, run
+    from agent.cli_chain import deployment_option
 
     @main.command()
     @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -80,6 +81,7 @@ def register(main: click.Group) -> None:
     @click.option("--fan-out", type=click.IntRange(0), help="Peers to ask (0: all known).")
     @click.option("--deadline", type=click.FloatRange(0.1, 600), help="Seconds to wait for peers.")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @deployment_option
     @click.pass_obj
     @handle_errors
     def search(
@@ -90,6 +92,7 @@ def register(main: click.Group) -> None:
         fan_out: int | None,
         deadline: float | None,
         as_json: bool,
+        deployment_file: Path | None,
     ) -> None:
         """Search the local knowledge base (and peers, with --network) for TEXT."""
         from agent.cli import read_password
@@ -113,6 +116,7 @@ def register(main: click.Group) -> None:
                 node=node,
                 fan_out=fan_out,
                 deadline_s=deadline,
+                deployment_file=deployment_file or state.home.root / "deployment.json",
             )
         )
         if as_json:
@@ -140,9 +144,17 @@ def register(main: click.Group) -> None:
         show_default=True,
         help="Seconds between re-publishing this node's peer record.",
     )
+    @click.option(
+        "--register",
+        is_flag=True,
+        help="Also record this node in the chain's AgentRegistry (a transaction you authorise).",
+    )
+    @deployment_option
     @click.pass_obj
     @handle_errors
-    def serve(state: CliState, republish: float) -> None:
+    def serve(
+        state: CliState, republish: float, register: bool, deployment_file: Path | None
+    ) -> None:
         """Serve the knowledge base to peers over Swarm until SIGINT/SIGTERM (headless)."""
         import asyncio
         import logging
@@ -176,6 +188,9 @@ def register(main: click.Group) -> None:
                 stop=stop,
                 republish_s=republish,
                 on_ready=ready,
+                register_with=(deployment_file or state.home.root / "deployment.json")
+                if register
+                else None,
             )
             dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats.dropped.items())) or "none"
             click.echo(f"stopped: served {stats.served} query(ies); dropped: {dropped}", err=True)

@@ -159,13 +159,73 @@ async def my_inbox(swarm: SwarmAccess, node_address: bytes) -> Inbox:
     return await asyncio.to_thread(node_inbox, node_address, overlay)
 
 
-async def known_peers(swarm: SwarmAccess, cfg: Config, exclude: bytes) -> PeerDirectory:
-    directory = PeerDirectory()
+async def known_peers(
+    swarm: SwarmAccess, cfg: Config, exclude: bytes, deployment_file: Path
+) -> PeerDirectory:
+    """Peers from `network.peers` and, with a chain configured, the `AgentRegistry`."""
     addresses = [bytes.fromhex(a[2:]) for a in cfg.network.peers]
-    await directory.refresh(
-        swarm.bee, [a for a in addresses if a != exclude], max_bytes=cfg.limits.max_message_bytes
-    )
+    addresses += await registry_addresses(cfg, deployment_file)
+    directory = PeerDirectory()
+    unique = [a for a in dict.fromkeys(addresses) if a != exclude]
+    await directory.refresh(swarm.bee, unique, max_bytes=cfg.limits.max_message_bytes)
     return directory
+
+
+async def registry_addresses(cfg: Config, deployment_file: Path, limit: int = 1000) -> list[bytes]:
+    """Accounts registered on chain; none without `network.eth_rpc_url` or a deployment."""
+    if not cfg.network.eth_rpc_url:
+        return []
+    if not deployment_file.is_file():
+        log.warning("eth_rpc_url is set but %s is missing: no registry discovery", deployment_file)
+        return []
+    from eth_account import Account
+
+    from chain.client import ChainClient
+    from chain.deploy import Deployment
+    from chain.errors import ChainError
+
+    try:
+        deployment = Deployment.load(deployment_file)
+        reader = Account.create()  # reads need no key; this one never signs
+        async with await ChainClient.connect(
+            cfg.network.eth_rpc_url, reader, deployment, timeout_s=cfg.network.request_timeout_s
+        ) as chain:
+            total = min(await chain.registry.count(), limit)
+            found: list[bytes] = []
+            while len(found) < total:
+                page = await chain.registry.accounts(len(found), min(100, total - len(found)))
+                if not page:
+                    break
+                found += [bytes.fromhex(a[2:]) for a in page]
+            return found
+    except ChainError as exc:
+        raise ServiceError(f"registry discovery on {cfg.network.eth_rpc_url}: {exc}") from None
+
+
+async def register_on_chain(
+    cfg: Config, deployment_file: Path, node: NodeIdentity, inbox: Inbox, record_ref: bytes
+) -> None:
+    """Write (or update) this node's `AgentRegistry` entry. Only on the owner's request."""
+    from chain.client import ChainClient
+    from chain.deploy import Deployment
+    from chain.errors import ChainError
+    from chain.records import SwarmRef
+
+    if not cfg.network.eth_rpc_url:
+        raise ServiceError("--register needs network.eth_rpc_url (and its deployment file)")
+    try:
+        deployment = Deployment.load(deployment_file)
+        async with await ChainClient.connect(
+            cfg.network.eth_rpc_url,
+            node.account,
+            deployment,
+            timeout_s=cfg.network.request_timeout_s,
+        ) as chain:
+            await chain.registry.register(
+                SwarmRef(inbox.address), node.public_key, SwarmRef(record_ref)
+            )
+    except ChainError as exc:
+        raise ServiceError(f"registering on chain: {exc}") from None
 
 
 # ---------------------------------------------------------------- search
@@ -219,6 +279,7 @@ async def search_knowledge(
     node: NodeIdentity | None = None,
     fan_out: int | None = None,
     deadline_s: float | None = None,
+    deployment_file: Path | None = None,
 ) -> SearchReport:
     """Local search; with `node`, also the network, merged (duplicates collapse)."""
     async with open_knowledge(cfg, data_dir) as knowledge:
@@ -234,7 +295,9 @@ async def search_knowledge(
         me = bytes.fromhex(node.address[2:])
         async with open_swarm(cfg, data_dir) as swarm:
             inbox = await my_inbox(swarm, me)
-            directory = await known_peers(swarm, cfg, exclude=me)
+            directory = await known_peers(
+                swarm, cfg, me, deployment_file or data_dir.parent / "deployment.json"
+            )
             found = await network_search(
                 bee=swarm.bee,
                 batch=swarm.batch,
@@ -278,6 +341,7 @@ async def serve_knowledge(
     stop: asyncio.Event,
     republish_s: float,
     on_ready: Callable[[ServingInfo], None],
+    register_with: Path | None = None,
 ) -> ServeStats:
     """Answer peers' queries until `stop` is set; publish our record every `republish_s`."""
     me = bytes.fromhex(node.address[2:])
@@ -302,12 +366,15 @@ async def serve_knowledge(
 
         async with asyncio.TaskGroup() as tasks:
             serving = tasks.create_task(server.serve())
-            await publish_record(
+            record_ref = await publish_record(
                 swarm.bee,
                 swarm.batch,
                 node.private_key,
                 peer_record(knowledge, inbox, node.public_key),
             )
+            if register_with is not None:
+                await register_on_chain(cfg, register_with, node, inbox, record_ref)
+                log.info("registered %s in the AgentRegistry", node.address)
             await server.ready.wait()
             publisher = tasks.create_task(publish_forever())
             url = cfg.network.bee_url or (swarm.embedded.url if swarm.embedded else "")

@@ -115,10 +115,11 @@ async def unframe(bee: BeeClient, frame: bytes, max_bytes: int) -> bytes:
 
 async def publish_record(
     bee: BeeClient, batch: BatchId, node_key: bytes, record: PeerRecord
-) -> None:
-    """Make `record` the latest entry of this node's peer-record feed."""
-    reference = await bee.upload_bytes(seal(record, node_key), batch)
-    await bee.write_next_feed_update(node_key, PEER_RECORD_TOPIC, bytes(reference), batch)
+) -> bytes:
+    """Make `record` the latest entry of this node's peer-record feed; its Swarm reference."""
+    reference = bytes(await bee.upload_bytes(seal(record, node_key), batch))
+    await bee.write_next_feed_update(node_key, PEER_RECORD_TOPIC, reference, batch)
+    return reference
 
 
 async def fetch_record(bee: BeeClient, address: bytes, *, max_bytes: int) -> Envelope | None:
