@@ -28,7 +28,6 @@ from swarm_vectordb.bee.records import BatchId
 from swarm_vectordb.chunking import (
     Chunker,
     DocumentError,
-    TextChunk,
     find_documents,
     read_document,
 )
@@ -88,6 +87,16 @@ class IngestReport:
 ProgressCallback = Callable[[str, int, int], None]  # (source, chunks done, chunks total)
 
 
+@dataclass
+class _Run:
+    """One `ingest` call's state: chunks waiting for a batch, files waiting for them."""
+
+    report: IngestReport
+    batch: list[IndexedChunk] = field(default_factory=list)
+    queued: set[bytes] = field(default_factory=set)
+    files: list[tuple[str, SourceEntry, set[str]]] = field(default_factory=list)
+
+
 class Ingestor:
     def __init__(
         self,
@@ -108,59 +117,61 @@ class Ingestor:
     async def ingest(
         self, paths: Sequence[Path], *, on_progress: ProgressCallback | None = None
     ) -> IngestReport:
-        report = IngestReport()
+        """Ingest `paths`; chunks are embedded in batches that span files.
+
+        A file's manifest entry is written only after every one of its chunks is
+        indexed, so a crash never marks a file as done with chunks missing.
+        """
+        run = _Run(report=IngestReport())
         for path in find_documents(paths):
-            report.files_seen += 1
+            run.report.files_seen += 1
             source = str(path.resolve())
             try:
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
             except OSError as exc:
-                report.files_failed[source] = exc.strerror or str(exc)
+                run.report.files_failed[source] = exc.strerror or str(exc)
                 continue
             previous = self._manifest.get(source)
-            if previous is not None and previous.get("sha256") == digest:
-                report.files_skipped_unchanged += 1
+            if previous is not None and previous["sha256"] == digest:
+                run.report.files_skipped_unchanged += 1
                 continue
             try:
                 document = read_document(path)
             except DocumentError as exc:
-                report.files_failed[source] = str(exc)
+                run.report.files_failed[source] = str(exc)
                 log.warning("skipping %s", exc)
                 continue
             chunks = self._chunker.chunk(document)
-            refs = await self._add_chunks(source, chunks, report, on_progress)
-            old = set(previous["refs"]) if previous else set()
-            vanished = old - {r.hex() for r in refs} - self._refs_held_elsewhere(source)
-            gone = [ChunkRef(bytes.fromhex(r)) for r in sorted(vanished)]
-            report.chunks_removed += self._index.remove(gone)
-            self._manifest[source] = {"sha256": digest, "refs": [r.hex() for r in refs]}
-            _save_manifest(self._manifest_path, self._manifest)
-        return report
+            refs: list[bytes] = []
+            for done, item in enumerate(chunks, start=1):
+                ref = text_reference(item.text)
+                refs.append(ref)
+                if ref in run.queued or ChunkRef(ref) in self._index:
+                    run.report.chunks_duplicate += 1
+                else:
+                    run.queued.add(ref)
+                    run.batch.append(IndexedChunk(ChunkRef(ref), item.text, source, item.position))
+                if len(run.batch) >= EMBED_BATCH:
+                    await self._flush(run)
+                if on_progress is not None:
+                    on_progress(source, done, len(chunks))
+            entry: SourceEntry = {"sha256": digest, "refs": [r.hex() for r in refs]}
+            run.files.append((source, entry, set(previous["refs"]) if previous else set()))
+        await self._flush(run)
+        return run.report
 
-    async def _add_chunks(
-        self,
-        source: str,
-        chunks: Sequence[TextChunk],
-        report: IngestReport,
-        on_progress: ProgressCallback | None,
-    ) -> list[bytes]:
-        refs: list[bytes] = []
-        batch: list[IndexedChunk] = []
-        seen: set[bytes] = set()
-        for done, item in enumerate(chunks, start=1):
-            ref = text_reference(item.text)
-            refs.append(ref)
-            if ref in seen or ChunkRef(ref) in self._index:
-                report.chunks_duplicate += 1
-            else:
-                seen.add(ref)
-                batch.append(IndexedChunk(ChunkRef(ref), item.text, source, item.position))
-            if len(batch) >= EMBED_BATCH or done == len(chunks):
-                report.chunks_added += await self._store_and_index(batch)
-                batch = []
-            if on_progress is not None:
-                on_progress(source, done, len(chunks))
-        return refs
+    async def _flush(self, run: _Run) -> None:
+        """Index the queued chunks, then record the files whose chunks are all in."""
+        run.report.chunks_added += await self._store_and_index(run.batch)
+        run.batch = []
+        for source, entry, old_refs in run.files:
+            self._manifest[source] = entry
+            vanished = old_refs - set(entry["refs"]) - self._refs_held_elsewhere(source)
+            gone = [ChunkRef(bytes.fromhex(r)) for r in sorted(vanished)]
+            run.report.chunks_removed += self._index.remove(gone)
+        if run.files:
+            _save_manifest(self._manifest_path, self._manifest)
+        run.files = []
 
     async def _store_and_index(self, batch: list[IndexedChunk]) -> int:
         """Upload and embed `batch` at the same time; index it once both are done.
