@@ -10,7 +10,7 @@ segments of 32 bytes and hashes neighbours pairwise up seven levels. Keccak is
 the Ethereum one (padding byte 0x01), not SHA3-256.
 
 Speed. A BMT is 127 Keccak calls on 64-byte inputs plus one for the address,
-so the cost is per call, not per byte. Two things keep it down:
+so the cost is per call, not per byte. Three things keep it down:
 
 * zero padding is never hashed: the hash of an all-zero subtree of each height
   is computed once (``_ZERO_SUBTREE``), and a short payload only hashes the
@@ -20,11 +20,15 @@ so the cost is per call, not per byte. Two things keep it down:
   level in one tight loop, writing digests straight into a preallocated
   buffer. That is about 4x cheaper per node than ``Crypto.Hash.keccak.new``.
   If pycryptodome's internals ever differ from what this module expects, a
-  self-check at import falls back to the public API: slower, never wrong.
+  self-check at import falls back to the public API: slower, never wrong;
+* the nodes of one level are independent, so the optional C extension
+  ``_keccak`` hashes them 8 (AVX-512) or 4 (AVX2) at a time, one Keccak state
+  per vector lane. It is built at install where a compiler exists, checked
+  against pycryptodome at import, and skipped (falling back to cffi) otherwise.
 
-Each 64-byte node still costs one full Keccak-f[1600] permutation, while a
-flat Keccak over 4096 bytes needs 31, so a BMT can never be cheaper than about
-four flat hashes of the same bytes (see ``bench/swarm_bmt.py``).
+Each 64-byte node costs one full Keccak-f[1600] permutation, while a flat Keccak
+over 4096 bytes needs 31: one state at a time, a BMT costs about four flat hashes
+of the same bytes; eight at a time, under one (see ``bench/swarm_bmt.py``).
 """
 
 from __future__ import annotations
@@ -192,16 +196,52 @@ _EMPTY_KECCAK = bytes.fromhex("c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7
 _PAIR_PROBE = bytes(range(128))
 
 
+class _NativeKeccak:
+    """BMT nodes through the `_keccak` C extension (4-way AVX2 when the CPU has it).
+
+    It only hashes 64-byte blocks, which is all a BMT needs; other sizes and single
+    digests go to `general`.
+    """
+
+    def __init__(self, general: _KeccakBackend) -> None:
+        from swarm_vectordb.bee import _keccak
+
+        self._pairs = _keccak.keccak256_64
+        self._general = general
+
+    def digest(self, data: bytes) -> bytes:
+        return self._general.digest(data)
+
+    def hash_each(self, blocks: bytes, size: int) -> bytes:
+        if size == 64:
+            return self._pairs(blocks)
+        return self._general.hash_each(blocks, size)
+
+
 def _fastest_backend() -> _KeccakBackend:
-    """The cffi backend if it builds and agrees with the public API, else the public API."""
+    """The fastest backend that builds and agrees with pycryptodome's public API.
+
+    Preference: the C extension for BMT nodes (over cffi or the public API for the
+    rest), then cffi, then the public API. Each candidate must reproduce the public
+    API's digests at import, or it is not used.
+    """
     reference = _PublicKeccak()
+    general: _KeccakBackend = reference
     try:
         fast = _CffiKeccak()
         pairs_agree = fast.hash_each(_PAIR_PROBE, 64) == reference.hash_each(_PAIR_PROBE, 64)
-        agrees = pairs_agree and fast.digest(b"") == _EMPTY_KECCAK
+        if pairs_agree and fast.digest(b"") == _EMPTY_KECCAK:
+            general = fast
     except Exception:  # any surprise in pycryptodome's internals means: use the public API
-        return reference
-    return fast if agrees else reference
+        pass
+    try:
+        native = _NativeKeccak(general)
+        probe = _PAIR_PROBE * 5  # 10 blocks: the 4-way path and the scalar tail
+        if native.hash_each(probe, 64) == reference.hash_each(probe, 64):
+            return native
+    except ImportError:  # built without a C compiler: the extension is optional
+        pass
+    return general
 
 
 class _PerThread(threading.local):

@@ -106,9 +106,59 @@ def test_both_keccak_backends_agree() -> None:
     assert fast.digest(b"x" * 1000) == public.digest(b"x" * 1000)
 
 
-def test_the_fast_backend_is_in_use() -> None:
-    # cffi comes with `cryptography`; losing the fast path silently would cost ~4x.
-    assert isinstance(bmt._backend(), bmt._CffiKeccak)
+def test_the_fast_backends_are_in_use() -> None:
+    # The C extension builds wherever there is a compiler, and cffi comes with
+    # `cryptography`; losing either silently would cost ~4x.
+    backend = bmt._backend()
+    assert isinstance(backend, bmt._NativeKeccak)
+    assert isinstance(backend._general, bmt._CffiKeccak)
+
+
+@settings(max_examples=50, deadline=None)
+@given(blocks=st.integers(min_value=0, max_value=21), seed=st.binary(min_size=8, max_size=8))
+def test_native_extension_matches_pycryptodome(blocks: int, seed: bytes) -> None:
+    from Crypto.Hash import keccak
+
+    from swarm_vectordb.bee import _keccak
+
+    data = (seed * (8 * blocks + 1))[: 64 * blocks]  # covers 4-way groups and the tail
+    expected = b"".join(
+        keccak.new(data=data[i : i + 64], digest_bits=256).digest() for i in range(0, len(data), 64)
+    )
+    assert _keccak.keccak256_64(data) == expected
+    assert _keccak.keccak256_64(memoryview(data)) == expected
+    with pytest.raises(ValueError, match="multiple of 64"):
+        _keccak.keccak256_64(data + b"x")
+
+
+@pytest.mark.parametrize("path", ["avx512", "avx2", "none"])
+def test_every_vector_path_matches_pycryptodome(path: str) -> None:
+    """Each SIMD path (chosen at import, so in a child process) against the oracle."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import os\n"
+        "from Crypto.Hash import keccak\n"
+        "from swarm_vectordb.bee import _keccak\n"
+        "for n in (1, 3, 4, 5, 7, 8, 9, 12, 13, 16, 17, 31, 64, 127):\n"
+        "    data = os.urandom(64 * n)\n"
+        "    want = b''.join(keccak.new(data=data[i:i + 64], digest_bits=256).digest()\n"
+        "                    for i in range(0, len(data), 64))\n"
+        "    assert _keccak.keccak256_64(data) == want, n\n"
+        "print(_keccak.simd())\n"
+    )
+    env = dict(os.environ, NOOSPHERE_KECCAK_SIMD=path)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    used = done.stdout.strip()
+    order = ["none", "avx2", "avx512"]
+    assert order.index(used) <= order.index(path)  # capped, or lower where the CPU lacks it
+    if path == "none":
+        assert used == "none"
 
 
 def test_keccak256_each_rejects_ragged_input() -> None:
