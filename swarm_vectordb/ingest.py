@@ -17,13 +17,13 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypedDict
 
 from swarm_vectordb.bee.client import BeeClient
+from swarm_vectordb.bee.durable import atomic_write
 from swarm_vectordb.bee.records import BatchId
 from swarm_vectordb.chunking import (
     Chunker,
@@ -223,9 +223,4 @@ def _load_manifest(path: Path) -> Manifest:
 
 
 def _save_manifest(path: Path, manifest: Manifest) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w") as fh:
-        json.dump(manifest, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(manifest).encode())

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from swarm_vectordb.bee.bmt import HASH_SIZE
+from swarm_vectordb.bee.durable import atomic_write
 from swarm_vectordb.bee.feeds import FeedIndex, feed_update_address
 from swarm_vectordb.bee.records import BatchId, PostageBatch
 
@@ -37,26 +38,6 @@ log = logging.getLogger(__name__)
 _MAGIC = 0xC7
 _HEADER = struct.Struct(f"<B{HASH_SIZE}sI")
 _CRC = struct.Struct("<I")
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that a crash leaves the old or the new file."""
-    temp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with open(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ChunkStore:
