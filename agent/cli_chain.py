@@ -238,6 +238,7 @@ async def _dev(state: CliState, host: str, port: int, fund: list[str], out: Path
         await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
         for task in (waiter, stopper):
             task.cancel()
+        await asyncio.gather(waiter, stopper, return_exceptions=True)  # nothing left running
     except ChainError as exc:
         raise ChainCommandError(str(exc)) from exc
     finally:
