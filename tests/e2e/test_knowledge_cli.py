@@ -56,3 +56,15 @@ def test_search_before_any_ingest_says_what_to_do(cli: Cli) -> None:
     result = cli("search", "anything")
     assert result.returncode == 0, result.stderr
     assert "noosphere ingest" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["serve"], ["search", "--network", "anything"]])
+def test_network_commands_need_the_key(cli: Cli, args: list[str]) -> None:
+    missing = cli(*args)
+    assert missing.returncode == 2, missing.stderr
+    assert "noosphere init" in missing.stderr
+    assert cli("init").returncode == 0
+    wrong = cli(*args, env={"NOOSPHERE_PASSWORD": "not the password"})
+    assert wrong.returncode == 2
+    assert "wrong password" in wrong.stderr
+    assert "Traceback" not in wrong.stderr
