@@ -1,5 +1,54 @@
-"""Tool plugins the agent can call: protocol, registry and built-in tools.
+"""Tools the agent can call: the contract, a registry and the built-in tools.
 
-Empty until the agent issue lands (calculator, python sandbox, chain, knowledge,
-ask-peer). Depends on `chain` and `swarm_vectordb`, never on `agent`.
+Modules:
+
+- `tools.base`: the contract. `Tool` (protocol: name, description, JSON input
+  schema, MCP annotations, async call), `ToolContext` (who asks: the local
+  owner or a remote peer; how to confirm destructive actions), `ToolResult`
+  (ok, output, error, data) and `ToolError` (a failure the caller caused).
+- `tools.decorator`: `@tool(...)` builds a `FunctionTool` from an async
+  function's type hints and docstring, and validates arguments before the call.
+- `tools.registry`: `ToolRegistry`, an object (never a global) that lists tools
+  in MCP's `tools/list` shape and calls them without ever raising for bad input.
+- `tools.calculator`: exact arithmetic by walking the syntax tree.
+- `tools.python_sandbox` and `tools.sandbox_launcher`: the `python` tool, code in
+  a confined child process (Linux only; never for a remote peer).
+- `tools.builtin`: `builtin_registry()`, the built-in tools in a new registry.
+
+Calling a tool never raises for anything the caller got wrong; failures come
+back as `ToolResult(ok=False, error=...)`, an observation the model can act on.
+Depends on the standard library only (later: `chain`, `swarm_vectordb`), never
+on `agent`.
 """
+
+from tools.base import (
+    Tool,
+    ToolAnnotations,
+    ToolContext,
+    ToolError,
+    ToolResult,
+    mcp_descriptor,
+)
+from tools.builtin import builtin_registry
+from tools.calculator import evaluate, make_calculator
+from tools.decorator import FunctionTool, tool
+from tools.python_sandbox import SandboxLimits, make_python_tool, run_sandboxed
+from tools.registry import ToolRegistry
+
+__all__ = [
+    "FunctionTool",
+    "SandboxLimits",
+    "Tool",
+    "ToolAnnotations",
+    "ToolContext",
+    "ToolError",
+    "ToolRegistry",
+    "ToolResult",
+    "builtin_registry",
+    "evaluate",
+    "make_calculator",
+    "make_python_tool",
+    "mcp_descriptor",
+    "run_sandboxed",
+    "tool",
+]
