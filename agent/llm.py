@@ -591,13 +591,44 @@ def tool_call_schema(tools: Sequence[ToolSpec]) -> dict[str, Any]:
     return variants[0] if len(variants) == 1 else {"oneOf": variants}
 
 
+MAX_GRAMMAR_CHARS = 200_000
+# Bounds the GBNF converter can expand without blowing up: it writes `maxLength: N` as N
+# nested optional rules, and llama.cpp overflows its stack on a grammar that deep.
+MAX_GRAMMAR_LENGTH_BOUND = 256
+MAX_GRAMMAR_ITEMS_BOUND = 32
+_LENGTH_KEYS = ("maxLength", "minLength", "maxItems", "minItems", "maxProperties")
+
+
+def grammar_schema(schema: Any) -> Any:
+    """`schema` with length/count bounds too large to spell out in a grammar removed.
+
+    Decoding then allows any length; whoever consumes the output (a tool validating
+    its arguments) still enforces the real bounds.
+    """
+    if isinstance(schema, list):
+        return [grammar_schema(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in _LENGTH_KEYS and isinstance(value, int):
+            limit = MAX_GRAMMAR_LENGTH_BOUND if "Length" in key else MAX_GRAMMAR_ITEMS_BOUND
+            if value > limit:
+                continue
+        out[key] = value if key in ("const", "enum", "default") else grammar_schema(value)
+    return out
+
+
 def _schema_grammar(schema: dict[str, Any]) -> str:
     from llama_cpp.llama_grammar import json_schema_to_gbnf
 
     try:
-        return str(json_schema_to_gbnf(json.dumps(schema)))
+        grammar = str(json_schema_to_gbnf(json.dumps(grammar_schema(schema))))
     except Exception as exc:  # the converter raises bare Exceptions on what it cannot do
         raise ValueError(f"unsupported JSON schema: {exc}") from None
+    if len(grammar) > MAX_GRAMMAR_CHARS:
+        raise ValueError(f"JSON schema too complex for constrained decoding ({len(grammar)} chars)")
+    return grammar
 
 
 def _parse_tool_call(text: str, tools: Sequence[ToolSpec]) -> ToolCall | None:

@@ -12,7 +12,7 @@ import pytest
 
 from agent.config import AdapterConfig, ModelConfig
 from agent.errors import GenerationError, ModelLoadError, ModelNotFoundError
-from agent.llm import ChatMessage, LLMCore, SamplingParams, ToolSpec
+from agent.llm import ChatMessage, LLMCore, SamplingParams, ToolSpec, _schema_grammar
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -173,6 +173,31 @@ async def test_json_schema_constrains_output(model_path: Path) -> None:
     value = json.loads(result.text)
     assert isinstance(value["name"], str)
     assert isinstance(value["age"], int)
+
+
+async def test_huge_schema_bounds_do_not_crash_llama_cpp(model_path: Path) -> None:
+    # maxLength 100000 once became an 800 KB grammar that overflowed llama.cpp's stack.
+    schema = {
+        "type": "object",
+        "properties": {
+            "text": {"type": "string", "maxLength": 100_000},
+            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 10_000},
+        },
+        "required": ["text", "tags"],
+    }
+    async with await LLMCore.load(model_path, ModelConfig(n_ctx=512)) as core:
+        result = await core.chat(
+            [ChatMessage("user", "Describe bees as JSON.")],
+            json_schema=schema,
+            params=SamplingParams(temperature=0.0, max_tokens=64),
+        )
+    value = json.loads(result.text) if result.finish_reason == "stop" else None
+    if value is not None:
+        assert isinstance(value["text"], str)
+        assert isinstance(value["tags"], list)
+    huge_enum = {"enum": [f"choice-{i}-" + "x" * 100 for i in range(3000)]}
+    with pytest.raises(ValueError, match="too complex"):
+        _schema_grammar(huge_enum)
 
 
 async def test_required_tool_call_matches_the_tool_schema(model_path: Path) -> None:
