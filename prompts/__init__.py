@@ -2,7 +2,8 @@
 
 | file           | used for                                        |
 |----------------|-------------------------------------------------|
-| assistant.md   | the system prompt of `ask` and the chat loop    |
+| assistant.md   | the system prompt of `ask`                      |
+| agent.md       | the system prompt of the agent loop (tools)     |
 
 `load(name)` returns a template's text; templates are plain text with `{name}`
 placeholders filled by `str.format` where a caller needs them.
