@@ -10,6 +10,10 @@
 | `models`      | which GGUF runs: configured, pulled, bundled; `model pull`      |
 | `quantize`    | requantizing GGUFs with llama.cpp's quantizer                   |
 | `ask`         | the one-question path behind `noosphere ask`                    |
+| `loop`        | the agent loop: constrained tool choice, observations, answers  |
+| `conversations` | conversations in SQLite, resumable                            |
+| `services`    | wiring: Swarm access, the knowledge base, search, serving       |
+| `cli_*`       | the component command groups (swarm, chain, market, knowledge, tools) |
 | `errors`      | the node's error tree (`NoosphereError`)                        |
 """
 
