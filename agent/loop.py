@@ -6,8 +6,8 @@ schema, or the built-in `respond`. Constrained decoding means every call parses 
 matches its schema by construction; the arguments are still validated by the tool.
 A call runs through the registry (which never raises) and its result goes back to the
 model as a `tool` message: errors the model caused are observations, not crashes.
-After `respond`, or when `max_steps` calls have been made, the answer is streamed as
-free text.
+After `respond`, a repeat of a call already made this turn, or `max_steps` calls, the
+answer is streamed as free text.
 
 Tool output is data: it reaches the model in `tool` messages, and text from peers
 arrives wrapped as untrusted data by the knowledge tool. When tools report the
@@ -100,6 +100,10 @@ class Agent:
                 allowed = [s for s in specs if s.name == first_tool] or specs
             call = await self._decide(history, turn, allowed)
             if call is None or call.name == RESPOND:
+                break
+            if any(call == earlier for earlier, _ in result.calls):
+                # the same call again would only repeat an observation the model has
+                emit(TurnEvent("notice", text=f"{call.name} already answered that; answering"))
                 break
             emit(TurnEvent("tool_call", call=call))
             outcome = await self.registry.call(call.name, call.arguments, context)
