@@ -14,11 +14,18 @@ Modules:
 - `tools.python_sandbox` and `tools.sandbox_launcher`: the `python` tool, code in
   a confined child process (Linux only; never for a remote peer).
 - `tools.builtin`: `builtin_registry()`, the built-in tools in a new registry.
+- `tools.chain_tool`: `make_chain_tools(client)`, chain reads (balances, jobs,
+  dataset DAOs, registry records) and owner-confirmed writes (stake, post a job,
+  vote on a dataset proposal); writes never run for a remote peer.
+- `tools.knowledge`: `make_knowledge_tool(search)`, semantic search whose hits come
+  back quoted with their sources, peer text wrapped as untrusted data;
+  `local_search(embedder, index)` backs it with the local vector index.
 
 Calling a tool never raises for anything the caller got wrong; failures come
 back as `ToolResult(ok=False, error=...)`, an observation the model can act on.
-Depends on the standard library only (later: `chain`, `swarm_vectordb`), never
-on `agent`.
+`tools.chain_tool` (web3) and `tools.knowledge` (numpy and the vector database)
+are imported from their modules, not here, so `import tools` stays light. Depends
+on `chain` and `swarm_vectordb` (those two modules only), never on `agent`.
 """
 
 from tools.base import (
