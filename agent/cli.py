@@ -22,7 +22,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from agent import cli_chain, cli_knowledge, cli_swarm, cli_tools, identity
+from agent import cli_chain, cli_chat, cli_knowledge, cli_swarm, cli_tools, identity
 from agent.config import Config, load_config, render_toml
 from agent.errors import IdentityError, NoosphereError
 from agent.home import NodeHome
@@ -354,6 +354,7 @@ cli_swarm.register(main)
 cli_chain.register(main)
 cli_knowledge.register(main)
 cli_tools.register(main)
+cli_chat.register(main)
 
 if __name__ == "__main__":
     main()

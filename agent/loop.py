@@ -84,11 +84,14 @@ class Agent:
         *,
         on_event: Callable[[TurnEvent], None] | None = None,
         first_tool: str | None = None,
+        direct_call: ToolCall | None = None,
     ) -> TurnResult:
         """One user message in, one answer out, with up to `max_steps` tool calls.
 
-        `first_tool` makes the first step call that tool (e.g. a slash command); the
-        model still writes its arguments.
+        `first_tool` makes the first step call that tool; the model still writes its
+        arguments. `direct_call` runs exactly that call and answers with the tool's own
+        output, without the model (the chat sends a bare arithmetic expression straight
+        to the calculator, so the answer is exact).
         """
         emit = on_event or (lambda event: None)
         turn = [ChatMessage("user", user_text)]
@@ -98,7 +101,10 @@ class Agent:
             allowed = specs
             if step == 0 and first_tool is not None:
                 allowed = [s for s in specs if s.name == first_tool] or specs
-            call = await self._decide(history, turn, allowed)
+            if step == 0 and direct_call is not None:
+                call: ToolCall | None = direct_call
+            else:
+                call = await self._decide(history, turn, allowed)
             if call is None or call.name == RESPOND:
                 break
             if any(call == earlier for earlier, _ in result.calls):
@@ -109,6 +115,13 @@ class Agent:
             outcome = await self.registry.call(call.name, call.arguments, context)
             emit(TurnEvent("tool_result", call=call, result=outcome))
             result.calls.append((call, outcome))
+            if call is direct_call:  # the tool's own output is the answer: exact, no model
+                answer = outcome.observation()
+                emit(TurnEvent("token", text=answer))
+                result.answer = answer
+                turn.append(ChatMessage("tool", _observation(call.name, outcome)))
+                result.messages = [*turn, ChatMessage("assistant", answer)]
+                return result
             result.sources += [s for s in _sources(outcome) if s not in result.sources]
             turn.append(ChatMessage("assistant", f"[{call.name} {json.dumps(call.arguments)}]"))
             turn.append(ChatMessage("tool", _observation(call.name, outcome)))

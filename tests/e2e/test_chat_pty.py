@@ -1,0 +1,102 @@
+"""`noosphere chat` driven through a pseudo-terminal, as a person would use it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import select
+import subprocess
+import sys
+import termios
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Cli
+
+pytestmark = pytest.mark.e2e
+
+
+class Terminal:
+    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
+        self.master, slave = pty.openpty()
+
+        def controlling_terminal() -> None:
+            # As a terminal emulator does: a new session whose controlling tty is the pty,
+            # so Ctrl-C typed into it is a SIGINT for the program.
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            argv, stdin=slave, stdout=slave, stderr=slave, env=env,
+            preexec_fn=controlling_terminal,
+        )  # fmt: skip
+        os.close(slave)
+        self.seen = ""
+        self.cursor = 0  # expect() looks only at output after its previous match
+
+    def expect(self, text: str, timeout: float = 120) -> str:
+        """Wait for `text` after the previous match; return the output up to it."""
+        deadline = time.monotonic() + timeout
+        while text not in self.seen[self.cursor :]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"never saw {text!r}; screen:\n{self.seen[-3000:]}")
+            ready, _, _ = select.select([self.master], [], [], min(remaining, 1.0))
+            if ready:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:
+                    chunk = b""
+                if not chunk and self.proc.poll() is not None:
+                    raise AssertionError(f"exited before {text!r}; screen:\n{self.seen[-3000:]}")
+                self.seen += chunk.decode("utf-8", "replace")
+        start = self.cursor
+        self.cursor = self.seen.index(text, start) + len(text)
+        return self.seen[start : self.cursor]
+
+    def send(self, text: str) -> None:
+        os.write(self.master, text.encode())
+
+    def close(self) -> int:
+        try:
+            return self.proc.wait(timeout=60)
+        finally:
+            os.close(self.master)
+
+
+def test_chat_session(cli: Cli, tmp_path: Path) -> None:
+    assert cli("init").returncode == 0
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "bees.md").write_text("Honey bees live in hives and make honey from nectar.")
+    assert cli("ingest", str(docs)).returncode == 0
+    term = Terminal([str(Path(sys.executable).with_name("noosphere")), "chat"], cli.env)
+    try:
+        term.expect("Type a question", timeout=180)
+        term.expect("you> ")
+        term.send("What is a bee?\n")
+        term.expect("noosphere> ")
+        term.expect("you> ")
+        term.send("123456789 * 987654321\n")
+        answer = term.expect("you> ")
+        assert "121932631112635269" in answer
+        term.send("/search where does honey come from\n")
+        term.expect("bees.md#0")
+        term.send("/tools\n")
+        term.expect("chain_stake")
+        term.send("Write a very long story about a dragon and a lighthouse.\n")
+        term.expect("noosphere> ")
+        time.sleep(1.0)
+        term.send("\x03")  # Ctrl-C: the answer stops, the REPL stays
+        term.expect("[cancelled]")
+        term.expect("you> ")
+        term.send("/quit\n")
+        term.expect("bye")
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+            term.proc.wait()
