@@ -58,6 +58,11 @@ class ChatIO:
         line = await asyncio.to_thread(sys.stdin.readline)
         return line.rstrip("\n") if line else None
 
+    async def confirm(self, summary: str) -> bool:
+        """Show exactly what a destructive tool would do; True only for "y" or "yes"."""
+        answer = await self.ask(f"\n{summary}\nProceed? [y/N] ")
+        return (answer or "").strip().lower() in ("y", "yes")
+
 
 @asynccontextmanager
 async def open_chain_tools(
@@ -146,7 +151,7 @@ class ChatSession:
             self.io.write("\n(Ctrl-C cancels an answer; /quit leaves)\nyou> ")
 
     async def _turn_for(self, text: str) -> None:
-        context = ToolContext(local_owner=True, confirm=self._confirm)
+        context = ToolContext(local_owner=True, confirm=self.io.confirm)
         direct = None
         try:
             evaluate(text)
@@ -183,10 +188,6 @@ class ChatSession:
             self.io.write(f"[-> {shown[:500]}]\n")
         elif event.kind == "notice":
             self.io.write(f"[{event.text}]\n")
-
-    async def _confirm(self, summary: str) -> bool:
-        answer = await self.io.ask(f"\n{summary}\nProceed? [y/N] ")
-        return (answer or "").strip().lower() in ("y", "yes")
 
     async def _command(self, line: str) -> None:
         name, _, arg = line.partition(" ")

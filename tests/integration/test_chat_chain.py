@@ -6,11 +6,13 @@ loop; the confirmation callback stands in for the person at the prompt.
 
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import pytest
 
-from agent.chat import open_chain_tools
+from agent.chat import ChatIO, open_chain_tools
 from agent.config import Config, ModelConfig
 from agent.identity import create_identity
 from agent.llm import LLMCore, ToolCall
@@ -20,15 +22,14 @@ from tools import ToolContext, ToolRegistry
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 
-async def test_stake_only_after_confirmation(model_path: Path, tmp_path: Path) -> None:
+async def test_stake_only_after_confirmation(
+    model_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     node = create_identity(tmp_path / "keystore.json", "correct horse battery", scrypt_n=1 << 10)
-    prompts: list[str] = []
-    answers = iter([False, True])
-
-    async def person(summary: str) -> bool:
-        prompts.append(summary)
-        return next(answers)
-
+    # The chat's own prompt; the person at it first types "n", then "y".
+    monkeypatch.setattr(sys, "stdin", io.StringIO("n\ny\n"))
+    screen = io.StringIO()
+    person = ChatIO(out=screen).confirm
     owner = ToolContext(local_owner=True, confirm=person)
     async with open_chain_tools(Config(), tmp_path, node) as (chain_tools, where):
         assert "embedded py-evm" in where
@@ -61,5 +62,8 @@ async def test_stake_only_after_confirmation(model_path: Path, tmp_path: Path) -
             assert await balance() == after
         finally:
             await core.aclose()
-    assert len(prompts) == 2
-    assert all("1" in p and "stake" in p.lower() for p in prompts)
+    shown = screen.getvalue()
+    assert shown.count("Proceed? [y/N]") == 2  # asked twice: declined, then confirmed
+    assert "TrainingMarket.stake()" in shown
+    assert "value 1 ETH (1000000000000000000 wei)" in shown  # exactly what would be sent
+    assert node.address in shown
