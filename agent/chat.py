@@ -24,15 +24,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import numpy as np
+import numpy.typing as npt
+
 from agent.config import Config
 from agent.conversations import ConversationStore
 from agent.identity import NodeIdentity
 from agent.llm import ChatMessage, LLMCore, SamplingParams, ToolCall
 from agent.loop import Agent, TurnEvent
-from agent.services import Knowledge, SwarmAccess, known_peers, open_knowledge, open_swarm
+from agent.services import (
+    Knowledge,
+    SwarmAccess,
+    known_peers,
+    my_inbox,
+    open_knowledge,
+    open_swarm,
+)
+from swarm_vectordb.network import network_search
 from tools import ToolContext, ToolError, ToolRegistry, builtin_registry
 from tools.calculator import evaluate
-from tools.knowledge import local_search, make_knowledge_tool
+from tools.knowledge import (
+    KnowledgeHit,
+    PeerSearch,
+    hits_from_network,
+    local_search,
+    make_knowledge_tool,
+)
 
 HELP = """commands:
   /tools           the tools the assistant can use
@@ -231,6 +248,34 @@ class ChatSession:
             self.io.write(f"unknown command or missing argument: {line} (/help)\n")
 
 
+async def _peer_search(
+    cfg: Config, home: Path, node: NodeIdentity, knowledge: Knowledge, swarm: SwarmAccess
+) -> PeerSearch:
+    """The knowledge tool's network half: a signed query to the known peers."""
+    me = bytes.fromhex(node.address[2:])
+    inbox = await my_inbox(swarm, me)
+    model = knowledge.embedder.model_id
+
+    async def ask_peers(vector: npt.NDArray[np.float32], k: int) -> list[KnowledgeHit]:
+        directory = await known_peers(swarm, cfg, me, home / "deployment.json")
+        result = await network_search(
+            bee=swarm.bee,
+            batch=swarm.batch,
+            node_key=node.private_key,
+            inbox=inbox,
+            peers=directory.live(model),
+            vector=vector,
+            model=model,
+            k=k,
+            fan_out=cfg.network.fan_out or None,
+            deadline_s=cfg.network.query_deadline_s,
+            max_bytes=cfg.limits.max_message_bytes,
+        )
+        return hits_from_network(result)
+
+    return ask_peers
+
+
 async def run_chat(
     cfg: Config,
     home: Path,
@@ -251,7 +296,9 @@ async def run_chat(
         store = await ConversationStore.open(data_dir / "conversations.sqlite")
         stack.push_async_callback(store.aclose)
         registry: ToolRegistry = builtin_registry(deny=[home])
-        registry.register(make_knowledge_tool(local_search(knowledge.embedder, knowledge.index)))
+        peers = await _peer_search(cfg, home, node, knowledge, swarm) if node else None
+        search = local_search(knowledge.embedder, knowledge.index, peers=peers)
+        registry.register(make_knowledge_tool(search))
         for t in chain_tools:
             registry.register(t)
         agent = Agent(core, registry, params=SamplingParams.from_config(cfg.model))
