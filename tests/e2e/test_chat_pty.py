@@ -100,3 +100,25 @@ def test_chat_session(cli: Cli, tmp_path: Path) -> None:
         if term.proc.poll() is None:
             term.proc.kill()
             term.proc.wait()
+    # the conversation was saved as it went, and resumes
+    listed = cli("chat", "--list")
+    assert listed.returncode == 0, listed.stderr
+    conversation_id, count, *_ = listed.stdout.split()
+    assert "What is a bee?" in listed.stdout
+    assert int(count) >= 4  # two turns: user + assistant (+ the calculator's tool message)
+    again = Terminal(
+        [str(Path(sys.executable).with_name("noosphere")), "chat", "--resume", conversation_id],
+        cli.env,
+    )
+    try:
+        again.expect("you> ", timeout=180)
+        again.send("/quit\n")
+        again.expect("bye")
+        assert again.close() == 0
+    finally:
+        if again.proc.poll() is None:
+            again.proc.kill()
+            again.proc.wait()
+    bad = cli("chat", "--resume", "999")
+    assert bad.returncode == 2
+    assert "no conversation 999" in bad.stderr
