@@ -35,12 +35,12 @@ from agent.loop import Agent, TurnEvent
 from agent.services import (
     Knowledge,
     SwarmAccess,
+    ask_peers,
     known_peers,
     my_inbox,
     open_knowledge,
     open_swarm,
 )
-from swarm_vectordb.network import network_search
 from tools import ToolContext, ToolError, ToolRegistry, builtin_registry
 from tools.calculator import evaluate
 from tools.knowledge import (
@@ -256,24 +256,12 @@ async def _peer_search(
     inbox = await my_inbox(swarm, me)
     model = knowledge.embedder.model_id
 
-    async def ask_peers(vector: npt.NDArray[np.float32], k: int) -> list[KnowledgeHit]:
+    async def search_peers(vector: npt.NDArray[np.float32], k: int) -> list[KnowledgeHit]:
         directory = await known_peers(swarm, cfg, me, home / "deployment.json")
-        result = await network_search(
-            bee=swarm.bee,
-            batch=swarm.batch,
-            node_key=node.private_key,
-            inbox=inbox,
-            peers=directory.live(model),
-            vector=vector,
-            model=model,
-            k=k,
-            fan_out=cfg.network.fan_out or None,
-            deadline_s=cfg.network.query_deadline_s,
-            max_bytes=cfg.limits.max_message_bytes,
-        )
+        result = await ask_peers(cfg, swarm, node, inbox, directory, vector, model, k)
         return hits_from_network(result)
 
-    return ask_peers
+    return search_peers
 
 
 async def run_chat(

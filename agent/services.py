@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from agent.config import Config
 from agent.errors import NoosphereError
 from agent.identity import NodeIdentity
@@ -231,6 +234,35 @@ async def register_on_chain(
 # ---------------------------------------------------------------- search
 
 
+async def ask_peers(
+    cfg: Config,
+    swarm: SwarmAccess,
+    node: NodeIdentity,
+    inbox: Inbox,
+    directory: PeerDirectory,
+    vector: npt.NDArray[np.float32],
+    model: str,
+    k: int,
+    *,
+    fan_out: int | None = None,
+    deadline_s: float | None = None,
+) -> NetworkResult:
+    """A signed query to the directory's live peers, with the configured limits."""
+    return await network_search(
+        bee=swarm.bee,
+        batch=swarm.batch,
+        node_key=node.private_key,
+        inbox=inbox,
+        peers=directory.live(model),
+        vector=vector,
+        model=model,
+        k=k,
+        fan_out=(fan_out if fan_out is not None else cfg.network.fan_out) or None,
+        deadline_s=deadline_s or cfg.network.query_deadline_s,
+        max_bytes=cfg.limits.max_message_bytes,
+    )
+
+
 @dataclass(frozen=True)
 class FoundChunk:
     origin: str  # "local", or the 0x address of the peer that returned it
@@ -298,18 +330,17 @@ async def search_knowledge(
             directory = await known_peers(
                 swarm, cfg, me, deployment_file or data_dir.parent / "deployment.json"
             )
-            found = await network_search(
-                bee=swarm.bee,
-                batch=swarm.batch,
-                node_key=node.private_key,
-                inbox=inbox,
-                peers=directory.live(knowledge.embedder.model_id),
-                vector=query,
-                model=knowledge.embedder.model_id,
-                k=k,
-                fan_out=(fan_out if fan_out is not None else cfg.network.fan_out) or None,
-                deadline_s=deadline_s or cfg.network.query_deadline_s,
-                max_bytes=cfg.limits.max_message_bytes,
+            found = await ask_peers(
+                cfg,
+                swarm,
+                node,
+                inbox,
+                directory,
+                query,
+                knowledge.embedder.model_id,
+                k,
+                fan_out=fan_out,
+                deadline_s=deadline_s,
             )
     remote = [
         FoundChunk("0x" + p.hex(), h.text, h.score, h.ref, h.source, None) for p, h in found.hits
