@@ -11,8 +11,12 @@ Modules:
 - `tools.registry`: `ToolRegistry`, an object (never a global) that lists tools
   in MCP's `tools/list` shape and calls them without ever raising for bad input.
 - `tools.calculator`: exact arithmetic by walking the syntax tree.
-- `tools.python_sandbox` and `tools.sandbox_launcher`: the `python` tool, code in
-  a confined child process (Linux only; never for a remote peer).
+- `tools.python_sandbox`: the `python` tool, code run in a bubblewrap sandbox
+  (Linux only; never for a remote peer); `tools.sandbox_isolation` builds that
+  sandbox (namespaces, uid 65534, no network, only /usr, the interpreter and a
+  tmpfs work dir) and refuses when it cannot; `tools.sandbox_launcher` runs inside
+  it first (rlimits, an audit hook as defence in depth); `tools.sandbox_teardown`
+  kills the sandbox's pid namespace when a call stops early.
 - `tools.builtin`: `builtin_registry()`, the built-in tools in a new registry.
 - `tools.chain_tool`: `make_chain_tools(client)`, chain reads (balances, jobs,
   dataset DAOs, registry records) and owner-confirmed writes (stake, post a job,

@@ -1,38 +1,48 @@
-"""The `python` tool: run a snippet of Python in a confined child process.
+"""The `python` tool: run a snippet of Python inside a kernel-isolated sandbox.
 
-Linux only. Each call gets a fresh temporary work directory (the only writable
-place, deleted afterwards), an empty environment and a child started in its own
-session. `tools/sandbox_launcher.py` confines the child before the code runs
-(network namespace when the kernel allows it, resource limits, an audit hook
-that is always installed); this module bounds it from the outside: a wall-clock
-timeout, capped output, and on return the whole session is killed, whatever the
-code did. The node home is passed as a denied path.
+Linux only. `tools.sandbox_isolation` is the boundary: a bubblewrap sandbox with
+fresh namespaces, where only /usr and the interpreter (read-only) and `/work`, a
+size-capped tmpfs holding the code as `main.py`, exist; no network, uid 65534, an
+empty environment. `tools.sandbox_launcher` runs first inside it: resource limits,
+an audit hook (defence in depth), then the code. This module bounds the run from the
+outside: a wall-clock timeout, capped output, and on return the sandbox's pid
+namespace is killed, which takes every process the code started with it.
 
-The tool is `local_only`: it never runs for a remote peer.
+Without working isolation the tool refuses (`SandboxUnavailableError`, naming the
+fix) and runs nothing. The tool is `local_only`: it never runs for a remote peer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tools.base import ToolError, ToolResult
 from tools.decorator import FunctionTool, tool
+from tools.sandbox_isolation import WORK_DIR, Isolation, SandboxUnavailableError
+from tools.sandbox_teardown import read_info, stop_sandbox
 
 log = logging.getLogger(__name__)
 
-LAUNCHER = Path(__file__).with_name("sandbox_launcher.py")
+LAUNCHER_SOURCE = Path(__file__).with_name("sandbox_launcher.py").read_text(encoding="utf-8")
 MEMORY_ERROR_MARK = "MemoryError"
+
+__all__ = [
+    "PythonSandbox",
+    "SandboxLimits",
+    "SandboxRun",
+    "SandboxUnavailableError",
+    "describe",
+    "make_python_tool",
+    "run_sandboxed",
+]
 
 
 @dataclass(frozen=True)
@@ -40,12 +50,12 @@ class SandboxLimits:
     """What one run may use."""
 
     timeout_s: float = 10.0  # wall clock, start to finish
-    cpu_s: int = 10  # RLIMIT_CPU of the child
-    memory_bytes: int = 512 * 1024 * 1024  # RLIMIT_AS (address space) of the child
+    cpu_s: int = 10  # RLIMIT_CPU of each process
+    memory_bytes: int = 512 * 1024 * 1024  # RLIMIT_AS (address space) of each process
     file_bytes: int = 16 * 1024 * 1024  # RLIMIT_FSIZE: largest file it may write
-    max_processes: int = 8  # RLIMIT_NPROC headroom above the user's current tasks
+    work_bytes: int = 64 * 1024 * 1024  # size of the /work tmpfs, all files together
+    max_processes: int = 8  # processes the code may add (RLIMIT_NPROC in its namespace)
     max_output_bytes: int = 64 * 1024  # stdout+stderr kept; the rest is dropped
-    namespaces: bool = True  # try a private network namespace (the audit hook is always on)
 
 
 @dataclass(frozen=True)
@@ -57,31 +67,6 @@ class SandboxRun:
     timed_out: bool
     truncated: bool
     out_of_memory: bool
-
-
-def session_members(sid: int) -> list[int]:
-    """Pids of live processes in session `sid` (read from /proc; no psutil)."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 3 and fields[0] != "Z" and int(fields[3]) == sid:
-            members.append(int(entry))
-    return members
-
-
-def kill_session(sid: int) -> None:
-    """SIGKILL the process group and every remaining member of the session."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(sid, signal.SIGKILL)
-    for pid in session_members(sid):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
 
 
 class _OutputPipe(asyncio.Protocol):
@@ -140,63 +125,120 @@ class _OutputPipe(asyncio.Protocol):
             self.transport.close()
 
 
-async def run_sandboxed(
-    code: str, *, deny: Sequence[Path] = (), limits: SandboxLimits | None = None
-) -> SandboxRun:
-    """Run `code` in a confined child and return what it printed."""
-    limits = limits or SandboxLimits()
-    workdir = Path(tempfile.mkdtemp(prefix="noosphere-py-"))
+def _code_file(code: str) -> int:
+    """An anonymous in-memory file holding `code`, inheritable, positioned at 0."""
+    fd = os.memfd_create("main.py", 0)
     try:
-        (workdir / "main.py").write_text(code, encoding="utf-8")
+        os.write(fd, code.encode("utf-8"))
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class PythonSandbox:
+    """Runs snippets under `Isolation`; one per tool, so the isolation probe runs once."""
+
+    def __init__(
+        self,
+        *,
+        deny: Sequence[Path] = (),
+        limits: SandboxLimits | None = None,
+        isolation: Isolation | None = None,
+    ) -> None:
+        self.deny = tuple(str(Path(p).expanduser().absolute()) for p in deny)
+        self.limits = limits or SandboxLimits()
+        self.isolation = isolation or Isolation()
+
+    def _argv(self) -> list[str]:
+        limits = self.limits
         config = {
-            "workdir": str(workdir),
-            "deny": [str(p) for p in deny],
+            "workdir": WORK_DIR,
+            "deny": list(self.deny),
             "cpu_s": limits.cpu_s,
             "memory_bytes": limits.memory_bytes,
             "file_bytes": limits.file_bytes,
             "max_processes": limits.max_processes,
-            "namespaces": limits.namespaces,
         }
-        output = await _OutputPipe.open(limits.max_output_bytes)
+        python = self.isolation.interpreter.executable
+        return [python, "-I", "-B", "-c", LAUNCHER_SOURCE, json.dumps(config)]
+
+    async def run(self, code: str) -> SandboxRun:
+        """Run `code`; raises `SandboxUnavailableError` (running nothing) without isolation."""
+        await self.isolation.ready()
+        limits = self.limits
+        code_fd = _code_file(code)
+        info_read, info_write = os.pipe()
+        os.set_blocking(info_read, False)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-I",
-                "-B",
-                str(LAUNCHER),
-                json.dumps(config),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=output.write_fd,
-                stderr=asyncio.subprocess.STDOUT,
-                cwd=workdir,
-                env={},
-                start_new_session=True,
+            command = self.isolation.command(
+                self._argv(),
+                work_bytes=limits.work_bytes,
+                deny=self.deny,
+                code_fd=code_fd,
+                info_fd=info_write,
             )
-            output.close_write_end()
-            timed_out = False
+            output = await _OutputPipe.open(limits.max_output_bytes)
             try:
-                async with asyncio.timeout(limits.timeout_s):
-                    await proc.wait()
-            except TimeoutError:
-                timed_out = True
+                proc = await asyncio.create_subprocess_exec(
+                    *command,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=output.write_fd,
+                    stderr=asyncio.subprocess.STDOUT,
+                    env={},
+                    cwd="/",
+                    start_new_session=True,
+                    pass_fds=(code_fd, info_write),
+                )
+                output.close_write_end()
+                os.close(info_write)
+                info_write = -1
+                timed_out = False
+                try:
+                    async with asyncio.timeout(limits.timeout_s):
+                        await proc.wait()
+                except TimeoutError:
+                    timed_out = True
+                finally:  # stopped early: whatever the code started goes with it
+                    if proc.returncode is None:
+                        await stop_sandbox(proc, read_info(info_read))
+                await output.drain(timeout_s=2)
             finally:
-                kill_session(proc.pid)  # whatever it left behind goes with it
-                await proc.wait()
-            await output.drain(timeout_s=2)
+                output.close()
         finally:
-            output.close()
-        kept, truncated = output.kept, output.dropped
-        text = kept.decode("utf-8", errors="replace")
-        exit_code = proc.returncode
+            for fd in (code_fd, info_read, info_write):
+                if fd >= 0:
+                    os.close(fd)
+        text = output.kept.decode("utf-8", errors="replace")
         return SandboxRun(
             output=text,
-            exit_code=None if timed_out else exit_code,
+            exit_code=None if timed_out else _exit_code(proc.returncode),
             timed_out=timed_out,
-            truncated=truncated,
+            truncated=output.dropped,
             out_of_memory=MEMORY_ERROR_MARK in text,
         )
-    finally:
-        await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+
+
+def _exit_code(status: int | None) -> int | None:
+    """bwrap reports a child killed by signal N as 128+N; return -N as Python does.
+
+    A program that itself exits with 129..159 reads as killed by that signal.
+    """
+    if status is not None and 128 < status < 128 + signal.NSIG:
+        return -(status - 128)
+    return status
+
+
+async def run_sandboxed(
+    code: str,
+    *,
+    deny: Sequence[Path] = (),
+    limits: SandboxLimits | None = None,
+    isolation: Isolation | None = None,
+) -> SandboxRun:
+    """Run `code` once in a fresh sandbox (probing the isolation unless one is given)."""
+    return await PythonSandbox(deny=deny, limits=limits, isolation=isolation).run(code)
 
 
 def describe(run: SandboxRun, limits: SandboxLimits) -> ToolResult:
@@ -227,13 +269,18 @@ def describe(run: SandboxRun, limits: SandboxLimits) -> ToolResult:
 
 
 def make_python_tool(
-    *, deny: Sequence[Path] = (), limits: SandboxLimits | None = None
+    *,
+    deny: Sequence[Path] = (),
+    limits: SandboxLimits | None = None,
+    bwrap: str | None = None,
 ) -> FunctionTool:
-    """The `python` tool; `deny` lists paths (the node home) the code may never touch."""
-    chosen = limits or SandboxLimits()
-    denied = tuple(Path(p).expanduser().absolute() for p in deny)
+    """The `python` tool; `deny` lists paths (the node home) the code may never touch.
+
+    `bwrap` overrides where bubblewrap is (default: looked up on PATH).
+    """
     if not sys.platform.startswith("linux"):
         raise ToolError("the python sandbox needs Linux")
+    sandbox = PythonSandbox(deny=deny, limits=limits, isolation=Isolation(bwrap))
 
     @tool(name="python", local_only=True, open_world=False)
     async def python(code: str) -> ToolResult:
@@ -245,7 +292,7 @@ def make_python_tool(
         Args:
             code: A complete Python program; use print() for results.
         """
-        run = await run_sandboxed(code, deny=denied, limits=chosen)
-        return describe(run, chosen)
+        run = await sandbox.run(code)
+        return describe(run, sandbox.limits)
 
     return python

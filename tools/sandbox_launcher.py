@@ -1,21 +1,21 @@
-"""Runs inside the sandbox child: confine this process, then run the user's code.
+"""Runs inside the sandbox, before the user's code: limits, a guard, then the code.
 
-Started by `tools.python_sandbox` as `python -I -B sandbox_launcher.py CONFIG`;
-it imports nothing from this package. In order, it:
+`tools.python_sandbox` starts it as `python -I -B -c <this source> CONFIG` inside the
+bubblewrap sandbox of `tools.sandbox_isolation`, which is the security boundary. This
+script imports nothing from the package. In order, it:
 
-1. leaves the network: `unshare(CLONE_NEWUSER | CLONE_NEWNET)` (or plain
-   `CLONE_NEWNET` as root) through libc, when the kernel allows it; the new
-   namespace has only a loopback interface, and it is down;
-2. lowers resource limits (CPU seconds, address space, file size, open files,
-   processes, no core dumps);
-3. installs an audit hook (always, namespace or not) that refuses sockets,
-   new processes, signals to others, ctypes, changing limits, reading outside
-   the work directory and Python's own installation, writing outside the work
-   directory, and anything under the denied paths (the node home);
-4. executes `main.py` from the work directory as `__main__`.
+1. closes every inherited descriptor above stderr;
+2. lowers resource limits: CPU seconds, address space, file size, open files,
+   processes (counted inside the sandbox's own user namespace) and core dumps;
+3. installs an audit hook, defence in depth only: it refuses network sockets and
+   name lookups, touching the denied paths, and writes (files, SQLite databases)
+   outside the work directory. Its rules live in the hook's closure, built from
+   fresh frozen values; nothing it reads later is reachable from user code, and
+   the globals of this script can be rewritten without effect;
+4. runs `/work/main.py` as a brand-new `__main__` module (not this script's).
 
-Linux only. Audit hooks cannot be removed once added, but they are a
-defense-in-depth layer rather than a security boundary on their own.
+Processes are allowed: the kernel bounds them (RLIMIT_NPROC, the pid namespace).
+Linux only.
 """
 
 from __future__ import annotations
@@ -24,77 +24,42 @@ import json
 import os
 import resource
 import signal
+import socket
 import sys
 import traceback
+import types
+from collections.abc import Callable
 from typing import Any
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
-
-BLOCKED_EVENTS = frozenset(
-    {
-        "subprocess.Popen",
-        "os.system",
-        "os.exec",
-        "os.posix_spawn",
-        "os.spawn",
-        "os.fork",
-        "os.forkpty",
-        "os.kill",
-        "os.killpg",
-        "signal.pthread_kill",
-        "resource.setrlimit",
-        "resource.prlimit",
-        "gc.get_objects",
-        "gc.get_referrers",
-        "gc.get_referents",
-        "sys.remote_exec",
-        "pty.spawn",
-        "webbrowser.open",
-    }
+NAME_LOOKUPS = (
+    "socket.getaddrinfo",
+    "socket.gethostbyname",
+    "socket.gethostbyname_ex",
+    "socket.gethostbyaddr",
+    "socket.getnameinfo",
 )
-BLOCKED_PREFIXES = ("socket.", "ctypes.", "_ctypes.", "winreg.", "urllib.", "http.", "ftplib.")
-BLOCKED_MODULES = frozenset(
-    {"_posixsubprocess", "_ctypes", "ctypes", "_socket", "socket", "_ssl", "ssl", "mmap"}
+SOCKET_USES = ("socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg")
+WRITE_EVENTS = (
+    "os.mkdir",
+    "os.remove",
+    "os.rmdir",
+    "os.rename",
+    "os.symlink",
+    "os.link",
+    "os.truncate",
+    "os.chmod",
+    "os.chown",
+    "os.utime",
+    "os.setxattr",
+    "os.removexattr",
+    "shutil.rmtree",
 )
-WRITE_EVENTS = frozenset(
-    {
-        "os.mkdir",
-        "os.remove",
-        "os.rmdir",
-        "os.rename",
-        "os.symlink",
-        "os.link",
-        "os.truncate",
-        "os.chmod",
-        "os.chown",
-        "os.utime",
-        "os.chflags",
-        "os.lchflags",
-        "os.setxattr",
-        "os.removexattr",
-        "shutil.rmtree",
-    }
-)
-READ_EVENTS = frozenset({"os.listdir", "os.scandir", "glob.glob", "os.listxattr"})
+WRITABLE_FILES = ("/dev/null",)
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
-def leave_network() -> bool:
-    """Move into a fresh network namespace; True if it worked."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    try:
-        return any(
-            libc.unshare(flags) == 0 for flags in (CLONE_NEWUSER | CLONE_NEWNET, CLONE_NEWNET)
-        )
-    finally:
-        del libc
-
-
 def tasks_of_this_user() -> int:
-    """Threads currently running under this real uid (RLIMIT_NPROC counts them)."""
+    """Threads running under this uid; inside the pid namespace, only the sandbox's."""
     uid, total = str(os.getuid()), 0
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -119,91 +84,80 @@ def limit_resources(cfg: dict[str, Any]) -> None:
     cap(resource.RLIMIT_FSIZE, int(cfg["file_bytes"]))
     cap(resource.RLIMIT_NOFILE, 64)
     cap(resource.RLIMIT_CORE, 0)
-    # Counted per user, so allow what the user already runs plus a few threads.
+    # Counted per (user namespace, uid): this sandbox's tasks only, so `max_processes`
+    # more than the init and this process.
     cap(resource.RLIMIT_NPROC, tasks_of_this_user() + int(cfg["max_processes"]))
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a too-big write raises OSError instead
 
 
-def install_audit_hook(workdir: str, deny: list[str]) -> None:
-    realpath, join, fsdecode = os.path.realpath, os.path.join, os.fsdecode
-    readable_roots = tuple(
-        {realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix)}
-    )
-    readable_files = frozenset({"/dev/null", "/dev/urandom", "/dev/zero", "/etc/localtime"})
+def make_audit_hook(workdir: str, deny: list[str]) -> Callable[[str, tuple[Any, ...]], None]:
+    """The guard; everything it consults is bound here, in its closure, immutable."""
+    realpath, fsdecode, join = os.path.realpath, os.fsdecode, os.path.join
     denied = tuple(realpath(p) for p in deny)
+    work = (realpath(workdir),)
+    writable = frozenset(WRITABLE_FILES)
+    lookups, socket_uses = frozenset(NAME_LOOKUPS), frozenset(SOCKET_USES)
+    write_events = frozenset(WRITE_EVENTS)
+    local_family, any_family = int(socket.AF_UNIX), -1
+    write_flags = WRITE_FLAGS
 
     def under(path: str, roots: tuple[str, ...]) -> bool:
         return any(path == r or path.startswith(join(r, "")) for r in roots)
 
-    def resolve(raw: Any) -> str | None:
-        if isinstance(raw, int) or raw is None:
-            return None  # an already open descriptor
-        text = fsdecode(raw)
-        if not os.path.isabs(text) and ".." in text.replace("\\", "/").split("/"):
-            # With dir_fd, a relative path is not relative to the working directory;
-            # without "..", one inside the work directory cannot climb out of it.
-            raise PermissionError("sandbox: '..' in a relative path is not allowed")
-        return realpath(text)
-
-    def check_path(raw: Any, write: bool, opening: bool = False) -> None:
-        path = resolve(raw)
-        if path is None:
-            return
+    def check_path(raw: Any, write: bool) -> None:
+        if raw is None or isinstance(raw, int):
+            return  # an open descriptor: the kernel already decided
+        path = realpath(fsdecode(raw))
         if under(path, denied):
             raise PermissionError(f"sandbox: access to {path} is denied")
-        if under(path, (workdir,)):
-            return
-        if write:
+        if write and path not in writable and not under(path, work):
             raise PermissionError(f"sandbox: writing outside the work directory ({path})")
-        if path not in readable_files and not under(path, readable_roots):
-            raise PermissionError(f"sandbox: reading {path} is not allowed")
-        if opening and os.path.isdir(path):  # a dir_fd there would make writes relative to it
-            raise PermissionError(f"sandbox: opening the directory {path} is not allowed")
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open":
             path, mode, flags = (*args, None, None)[:3]
             writing = bool(mode and any(c in str(mode) for c in "wax+")) or bool(
-                isinstance(flags, int) and flags & WRITE_FLAGS
+                isinstance(flags, int) and flags & write_flags
             )
-            check_path(path, writing, opening=True)
-        elif event == "os.chdir":
-            if not args or resolve(args[0]) != workdir:
-                raise PermissionError("sandbox: changing the working directory is not allowed")
-        elif event == "import":
-            if args and str(args[0]).split(".")[0] in BLOCKED_MODULES:
-                raise ImportError(f"sandbox: the module {args[0]} is not available")
-        elif event in BLOCKED_EVENTS or event.startswith(BLOCKED_PREFIXES):
-            raise PermissionError(f"sandbox: {event} is not allowed")
-        elif event in WRITE_EVENTS:
+            check_path(path, writing)
+        elif event in write_events:
             for raw in args[:2] if event in ("os.rename", "os.link") else args[:1]:
                 check_path(raw, write=True)
-        elif event in READ_EVENTS and args:
+        elif event in ("os.listdir", "os.scandir") and args:
             check_path(args[0], write=False)
+        elif event == "sqlite3.connect" and args:
+            name = fsdecode(args[0]) if isinstance(args[0], str | bytes) else ""
+            if name.startswith("file:"):
+                name = name[5:].split("?", 1)[0]
+            if name and name != ":memory:":
+                check_path(name, write=True)
+        elif event == "socket.__new__":
+            if len(args) > 1 and args[1] not in (local_family, any_family):
+                raise PermissionError("sandbox: the network is not available")
+        elif event in socket_uses:
+            if args and getattr(args[0], "family", None) != local_family:
+                raise PermissionError("sandbox: the network is not available")
+        elif event in lookups:
+            raise PermissionError("sandbox: the network is not available")
 
-    # Forget modules that would let code reach around the hook through a cached import.
-    for name in list(sys.modules):
-        if name.split(".")[0] in BLOCKED_MODULES or name == "subprocess":
-            del sys.modules[name]
-    sys.addaudithook(hook)
+    return hook
 
 
 def main() -> None:
+    os.closerange(3, 1 << 16)
     cfg = json.loads(sys.argv[1])
-    workdir = os.path.realpath(cfg["workdir"])
-    if cfg["namespaces"]:
-        leave_network()
+    workdir = str(cfg["workdir"])
     limit_resources(cfg)
-    os.environ.clear()
-    os.environ.update(HOME=workdir, TMPDIR=workdir)
-    os.chdir(workdir)
-    with open(os.path.join(workdir, "main.py"), encoding="utf-8") as source:
+    main_py = os.path.join(workdir, "main.py")
+    with open(main_py, encoding="utf-8") as source:
         code = compile(source.read(), "main.py", "exec")
-    install_audit_hook(workdir, list(cfg["deny"]))
+    sys.addaudithook(make_audit_hook(workdir, list(cfg["deny"])))
+    module = types.ModuleType("__main__")
+    module.__dict__.update(__file__=main_py, __builtins__=__builtins__)
+    sys.modules["__main__"] = module
     sys.argv = ["main.py"]
-    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
     try:
-        exec(code, namespace)
+        exec(code, module.__dict__)
     except SystemExit:
         raise
     except BaseException as exc:  # show the user's frames, not this launcher's
