@@ -15,10 +15,16 @@ Search. Below `hnsw_threshold` vectors the FAISS index is exact inner product
 (`IndexFlatIP`, cosine on unit vectors); at or above it, HNSW (`IndexHNSWFlat`,
 inner-product metric). HNSW cannot delete, so removals there are tombstones that
 searches skip; the index is rebuilt when tombstones pass a quarter of it.
+
+Change counters. `adds_total` counts vectors added since the index was opened and
+`reshapes` counts removals and compactions (anything after which vectors may have
+left or moved). Together with `recent_vectors` they let a summary catch up with
+what was added instead of re-reading everything (`routing.IncrementalSummary`).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -93,6 +99,8 @@ class VectorIndex:
         self._faiss: Any = None
         self._hnsw = False
         self._tombstones = 0
+        self.adds_total = 0  # vectors added since open, the log's replay included
+        self.reshapes = 0  # removals and compactions since open
         directory.mkdir(parents=True, exist_ok=True)
         self._check_meta()
         self._wal_path = directory / WAL_NAME
@@ -113,6 +121,19 @@ class VectorIndex:
 
     def get(self, ref: ChunkRef) -> IndexedChunk | None:
         return self._state.chunks.get(ref)
+
+    def chunks(self, start: int = 0) -> list[IndexedChunk]:
+        """The live chunks in the order they were added, from the `start`-th on.
+
+        While `reshapes` is unchanged, chunks are only ever appended, so a caller that
+        has seen `n` of them gets exactly the new ones with `chunks(n)`.
+        """
+        return list(itertools.islice(self._state.chunks.values(), start, None))
+
+    def vector(self, ref: ChunkRef) -> Vectors | None:
+        """The unit vector stored for `ref`, or None when it is not indexed."""
+        idx = self._state.ids.get(ref)
+        return None if idx is None else self._state.vectors[idx]
 
     def add(self, chunks: Sequence[IndexedChunk], vectors: Vectors) -> int:
         """Index `chunks` with their unit `vectors`; skip refs already present.
@@ -169,6 +190,16 @@ class VectorIndex:
             return [], np.zeros((0, self.dim), np.float32)
         return [c for c, _ in live], np.stack([v for _, v in live])
 
+    def recent_vectors(self, count: int) -> Vectors:
+        """The `count` vectors added last, oldest first.
+
+        Exact while `reshapes` has not changed since they were added; after a removal
+        some of them may be gone and others take their place.
+        """
+        if count <= 0:
+            return np.zeros((0, self.dim), np.float32)
+        return np.stack(self._state.vectors[-count:])
+
     def compact(self) -> None:
         """Rewrite the log with live entries only, atomically, and rebuild FAISS."""
         chunks, vectors = self.all_vectors()
@@ -189,6 +220,7 @@ class VectorIndex:
         self._state = _State()
         self._faiss, self._tombstones = None, 0
         self._apply_adds(list(zip(chunks, vectors, strict=True)))
+        self.reshapes += 1
 
     def close(self) -> None:
         if not self._wal.closed:
@@ -243,6 +275,7 @@ class VectorIndex:
             state.refs.append(chunk.ref)
             state.chunks[chunk.ref] = chunk
             state.vectors.append(vector)
+        self.adds_total += len(batch)
         if self._faiss is None or (not self._hnsw and len(state.refs) >= self.hnsw_threshold):
             self._rebuild()
         else:
@@ -256,6 +289,7 @@ class VectorIndex:
             del state.chunks[ref]
             state.refs[idx] = None
             self._tombstones += 1
+        self.reshapes += 1
         if self._tombstones * 4 > len(state.refs):
             self._rebuild()
 

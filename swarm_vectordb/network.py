@@ -9,23 +9,36 @@ the rest are merged by score (`routing.merge_answers`). The result says which pe
 answered and how long each took.
 
 Serving (`KnowledgeServer`): read our inbox, validate each message, answer `Query`s
-from the local index with bounded concurrency and a per-sender rate limit (token
-bucket), and log what was served. `stop()` stops reading; `serve()` then returns
-once the answers in flight are sent.
+from the local index, and log what was served. `stop()` stops reading; `serve()`
+then returns once the answers in flight are sent. Answering spends our postage and
+CPU on behalf of strangers, and keys are free, so every limit that matters holds
+across all senders, not per key:
+
+- `allow`: when given, only these addresses are answered (`not_allowed`);
+- a token bucket per sender (`rate_limited`) and one over all senders together
+  (`busy`), both checked before the index is searched;
+- a `PostageBudget`: the chunks answers may stamp in a sliding window (an hour by
+  default). An answer that does not fit is not sent (`budget`); the first refusal
+  of a window is logged as a warning, the rest are only counted.
+
+Every drop is counted by reason in `ServeStats.dropped`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from swarm_vectordb.bee.bmt import CHUNK_SIZE
 from swarm_vectordb.bee.client import BeeClient
 from swarm_vectordb.bee.errors import SwarmError
 from swarm_vectordb.bee.records import BatchId
@@ -157,14 +170,83 @@ class TokenBucket:
         return False
 
 
+_BRANCHES = CHUNK_SIZE // 32  # references per intermediate chunk
+
+
+def stamped_chunks(size: int) -> int:
+    """Chunks (each needing a postage stamp) of a `size`-byte message sent with `post`.
+
+    Inline in the GSOC chunk when it fits one; otherwise its chunk tree (leaves and
+    intermediate chunks, as /bytes makes it) plus the GSOC chunk that points at it.
+    """
+    if size + 1 <= CHUNK_SIZE:
+        return 1
+    total, level = 0, math.ceil(size / CHUNK_SIZE)
+    while level > 1:
+        total += level
+        level = math.ceil(level / _BRANCHES)
+    return total + 1 + 1
+
+
+class PostageBudget:
+    """At most `chunks` stamped in any `window_s` seconds (a sliding window).
+
+    Remembers one entry per spend inside the window, so its memory is bounded by
+    the budget itself.
+    """
+
+    def __init__(
+        self, chunks: int, window_s: float = 3600.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if chunks < 1 or window_s <= 0:
+            raise ValueError("a postage budget needs at least one chunk and a positive window")
+        self.chunks, self.window_s, self._clock = chunks, window_s, clock
+        self._spent: collections.deque[tuple[float, int]] = collections.deque()
+        self._in_window = 0
+        self.total_spent = 0
+
+    @property
+    def spent(self) -> int:
+        """Chunks spent inside the current window."""
+        self._expire(self._clock())
+        return self._in_window
+
+    def try_spend(self, chunks: int) -> bool:
+        """Spend `chunks` if they fit in what the window has left; False (nothing spent) if not."""
+        now = self._clock()
+        self._expire(now)
+        if self._in_window + chunks > self.chunks:
+            return False
+        self._spent.append((now, chunks))
+        self._in_window += chunks
+        self.total_spent += chunks
+        return True
+
+    def _expire(self, now: float) -> None:
+        while self._spent and self._spent[0][0] <= now - self.window_s:
+            self._in_window -= self._spent.popleft()[1]
+
+
 @dataclass
 class ServeStats:
     served: int = 0
     dropped: DropCounter = field(default_factory=DropCounter)
 
+    @property
+    def handled(self) -> int:
+        """Messages finished either way: answered or dropped."""
+        return self.served + sum(self.dropped.values())
+
 
 class KnowledgeServer:
-    """Answers `Query` messages arriving in `inbox` from `index`. Run with `serve()`."""
+    """Answers `Query` messages arriving in `inbox` from `index`. Run with `serve()`.
+
+    Limits (see the module docstring): `max_concurrent` answers at once;
+    `per_peer_rate`/`per_peer_burst` per sender and `answer_rate`/`answer_burst`
+    over all senders, in answers per second; `budget` caps the chunks answers may
+    stamp (None: unlimited); `allow` restricts answers to those 20-byte addresses
+    (None: anyone). Messages over `max_bytes` are dropped unread.
+    """
 
     def __init__(
         self,
@@ -178,6 +260,10 @@ class KnowledgeServer:
         max_concurrent: int = 8,
         per_peer_rate: float = 5.0,
         per_peer_burst: float = 20.0,
+        answer_rate: float = 20.0,
+        answer_burst: float = 40.0,
+        budget: PostageBudget | None = None,
+        allow: Collection[bytes] | None = None,
         max_bytes: int = 1 << 20,
         max_peers_tracked: int = 10_000,
     ) -> None:
@@ -186,6 +272,10 @@ class KnowledgeServer:
         self._slots = asyncio.Semaphore(max_concurrent)
         self._rate, self._burst = per_peer_rate, per_peer_burst
         self._buckets: dict[bytes, TokenBucket] = {}
+        self._everyone = TokenBucket(answer_rate, answer_burst)
+        self.budget = budget
+        self._budget_warned: float | None = None  # when the spent budget was last logged
+        self._allow = None if allow is None else frozenset(bytes(a) for a in allow)
         self._max_peers = max_peers_tracked
         self._max_bytes = max_bytes
         self._guard = ReplayGuard()
@@ -223,8 +313,12 @@ class KnowledgeServer:
             )
             body = envelope.body
             assert isinstance(body, Query)  # kinds= above admits only queries
+            if self._allow is not None and envelope.sender not in self._allow:
+                raise MessageRejected("not_allowed", envelope.sender.hex())
             if not self._bucket(envelope.sender).take():
                 raise MessageRejected("rate_limited", envelope.sender.hex())
+            if not self._everyone.take():
+                raise MessageRejected("busy", "answer rate over all peers reached")
             vector = check_query(body, dim=self._index.dim, model=self._model)
             reply_inbox = Inbox.from_bytes(body.reply_to)
             found = await asyncio.to_thread(self._index.search, vector, body.k)
@@ -232,7 +326,9 @@ class KnowledgeServer:
                 envelope.id,
                 tuple(Hit(h.chunk.text, h.score, h.chunk.ref, h.chunk.source) for h in found),
             )
-            await post(self._bee, self._batch, reply_inbox, seal(answer, self._key))
+            sealed = seal(answer, self._key)
+            self._spend(stamped_chunks(len(sealed)))
+            await post(self._bee, self._batch, reply_inbox, sealed)
             self.stats.served += 1
             log.info(
                 "served query %s from %s: %d hit(s)",
@@ -249,6 +345,23 @@ class KnowledgeServer:
         finally:
             self.in_flight -= 1
             self._slots.release()
+
+    def _spend(self, chunks: int) -> None:
+        """Take `chunks` from the postage budget, or refuse the answer (`budget`)."""
+        if self.budget is None:
+            return
+        if self.budget.try_spend(chunks):
+            return
+        now = time.monotonic()
+        if self._budget_warned is None or now - self._budget_warned >= self.budget.window_s:
+            self._budget_warned = now
+            log.warning(
+                "postage budget for answers spent (%d chunk(s) per %.0f s): "
+                "not answering until it frees up",
+                self.budget.chunks,
+                self.budget.window_s,
+            )
+        raise MessageRejected("budget", f"an answer of {chunks} chunk(s) does not fit")
 
     def _bucket(self, sender: bytes) -> TokenBucket:
         bucket = self._buckets.get(sender)

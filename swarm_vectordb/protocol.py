@@ -12,8 +12,9 @@ sorted, binary as bin, floats as float64. The recovered address must equal `send
 code at the first failure: size (`too_large`), msgpack (`malformed`), envelope shape
 (`bad_envelope`), version (`version`), kind (`kind`), body schema (`bad_body`),
 canonical form (`not_canonical`), signature (`bad_signature`), age (`stale`,
-`future`), replay (`replay`). Query embeddings are checked separately by
-`check_query` (`dimension`, `not_finite`, `not_unit`, `model`).
+`future`), replay (`replay`, or `guard_full` when the replay guard holds as many
+live ids as it may). Query embeddings are checked separately by `check_query`
+(`dimension`, `not_finite`, `not_unit`, `model`).
 
 Bodies: `Query`, `Answer` (with `Hit`s), `Ask`, `Reply`, `PeerRecord`.
 """
@@ -178,20 +179,43 @@ def seal(
 
 
 class ReplayGuard:
-    """Remembers message ids inside the freshness window; bounded in size."""
+    """Remembers message ids while they are inside the freshness window; bounded in size.
 
-    def __init__(self, capacity: int = 100_000) -> None:
+    An id may be forgotten only once a replay of its message would be refused as
+    stale anyway; forgetting it earlier would let that replay through. So when the
+    guard is full, ids past the window are pruned first and, if it is still full,
+    the *new* message is refused (`guard_full`, counted in `refused`): under a flood
+    the node stops accepting, it never starts accepting replays.
+    """
+
+    def __init__(self, capacity: int = 100_000, window_ms: int = MAX_AGE_MS + MAX_SKEW_MS):
+        if capacity < 1:
+            raise ValueError("a replay guard needs room for at least one id")
         self.capacity = capacity
+        self.window_ms = window_ms
+        self.refused = 0
         self._seen: OrderedDict[tuple[bytes, bytes], int] = OrderedDict()
 
+    def __len__(self) -> int:
+        return len(self._seen)
+
     def check_and_remember(self, sender: bytes, msg_id: bytes, now_ms: int) -> None:
-        while self._seen and next(iter(self._seen.values())) < now_ms - MAX_AGE_MS - MAX_SKEW_MS:
-            self._seen.popitem(last=False)
+        """Remember (sender, id) seen at `now_ms`; `MessageRejected` if seen or full."""
+        self._prune(now_ms)
         key = (sender, msg_id)
         if key in self._seen:
             raise MessageRejected("replay", f"message {msg_id.hex()} seen before")
+        if len(self._seen) >= self.capacity:
+            self.refused += 1
+            raise MessageRejected(
+                "guard_full", f"{self.capacity} message ids inside the window; try later"
+            )
         self._seen[key] = now_ms
-        if len(self._seen) > self.capacity:
+
+    def _prune(self, now_ms: int) -> None:
+        """Forget ids seen before the window (in arrival order, so the oldest first)."""
+        horizon = now_ms - self.window_ms
+        while self._seen and next(iter(self._seen.values())) < horizon:
             self._seen.popitem(last=False)
 
 

@@ -14,9 +14,18 @@ are bought instantly for free, usable at once and never fill up
 (``utilization`` stays 0); ``/bzz`` and feed manifests (``POST /feeds``) are
 not served.
 
-Storage is ``devnode_store`` (memory, or a crash-safe log in ``data_dir``);
-websocket fan-out with flood protection is ``devnode_pubsub``; Bee's error
-shape and input parsing is ``devnode_http``.
+Storage is ``devnode_store`` (memory, or a crash-safe log in ``data_dir`` that
+keeps chunk data on disk); websocket fan-out with flood protection is
+``devnode_pubsub``; PSS mining on its own bounded threads is ``devnode_pss``;
+Bee's error shape and input parsing is ``devnode_http``.
+
+Bounds (``DevNodeLimits``): request bodies are streamed and refused with 413
+past their limit without being held whole; websocket subscriptions are capped
+(503); ``/pss/send`` mining is bounded in time and threads (503 when busy or
+out of time). Every refusal has Bee's ``{"code", "message"}`` body.
+
+``usage`` counts the chunks stamped with each batch since the node started
+(Bee's ``utilization`` stays 0 here): what a test checks spending against.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ import asyncio
 import logging
 import struct
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,26 +49,45 @@ from swarm_vectordb.bee.devnode_http import (
     path_hex,
     read_capped,
     require_batch,
+    stream_capped,
 )
+from swarm_vectordb.bee.devnode_pss import PssMiner
 from swarm_vectordb.bee.devnode_pubsub import SubscriberHub
 from swarm_vectordb.bee.devnode_store import ChunkStore, StampBook, load_or_create_keys
 from swarm_vectordb.bee.errors import InvalidChunkError, PssError, SwarmError
 from swarm_vectordb.bee.feeds import feed_update_address, format_feed_index, parse_v1_payload
-from swarm_vectordb.bee.pss import pss_public_key, pss_topic, unwrap_trojan, wrap_trojan
+from swarm_vectordb.bee.pss import pss_public_key, pss_topic, unwrap_trojan
 from swarm_vectordb.bee.records import NodeAddresses, NodeHealth, PostageBatch
 from swarm_vectordb.bee.soc import SingleOwnerChunk, soc_address
 
-__all__ = ["DevNode"]
+__all__ = ["DevNode", "DevNodeLimits"]
 
 log = logging.getLogger(__name__)
 
-VERSION = "2.6.0-noosphere-dev"
-API_VERSION = "7.3.0"
+VERSION = "2.8.1-noosphere-dev"
+API_VERSION = "8.1.0"  # Bee 2.8.1's, checked against real Bee by the realbee tier
 NETWORK_ID = 1337
 _MAX_CHUNK_BODY = SPAN_SIZE + CHUNK_SIZE
 _WRITE_SIZE = 64 * 1024  # bytes buffered per write when streaming a download
 _MIN_DEPTH, _BUCKET_DEPTH = 17, 16
 _PRICE_PER_BLOCK, _BLOCK_SECONDS = 24_000, 5
+_FLUSH_CHUNKS = 256  # chunks of a /bytes upload held before they are written (1 MiB of data)
+
+
+@dataclass(frozen=True, slots=True)
+class DevNodeLimits:
+    """What one request, or all of them together, may take from the dev node."""
+
+    max_upload: int = 1 << 30
+    """Bytes of one ``POST /bytes`` body; past it 413 (the body is never held whole)."""
+    max_subscribers: int = 1024
+    """Open GSOC and PSS websocket subscriptions, all channels together; past it 503."""
+    pss_workers: int = 2
+    """Threads mining ``/pss/send`` trojan chunks; a request finding all busy gets 503."""
+    pss_time_limit: float = 20.0
+    """Seconds one ``/pss/send`` may mine before it gives up with 503."""
+    pss_slice_attempts: int = 1 << 14
+    """Nonces tried between two checks of the time limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,13 +117,24 @@ class DevNode:
         *,
         subscriber_queue: int = 256,
         ws_send_timeout: float = 5.0,
-        max_upload: int = 1 << 30,
+        limits: DevNodeLimits | None = None,
     ) -> None:
         self.data_dir = state.data_dir
         self.store = state.store
         self.stamps = state.stamps
-        self.hub = SubscriberHub(queue_size=subscriber_queue, send_timeout=ws_send_timeout)
-        self._max_upload = max_upload
+        self.limits = limits = limits or DevNodeLimits()
+        self.hub = SubscriberHub(
+            queue_size=subscriber_queue,
+            send_timeout=ws_send_timeout,
+            max_subscribers=limits.max_subscribers,
+        )
+        self.pss_miner = PssMiner(
+            workers=limits.pss_workers,
+            time_limit=limits.pss_time_limit,
+            slice_attempts=limits.pss_slice_attempts,
+        )
+        self.usage: Counter[bytes] = Counter()
+        """Chunks stamped per batch id since the node started."""
         node_key = PrivateKey(state.keys["node_key"])
         self._pss_key = state.keys["pss_key"]
         ethereum = node_key.public_key.to_canonical_address()
@@ -116,11 +156,14 @@ class DevNode:
         *,
         subscriber_queue: int = 256,
         ws_send_timeout: float = 5.0,
+        limits: DevNodeLimits | None = None,
     ) -> DevNode:
         """Start serving on ``host:port`` (port 0 picks a free one; see ``url``)."""
         directory = None if data_dir is None else Path(data_dir)
         state = await asyncio.to_thread(_NodeState.load, directory)
-        node = cls(state, subscriber_queue=subscriber_queue, ws_send_timeout=ws_send_timeout)
+        node = cls(
+            state, subscriber_queue=subscriber_queue, ws_send_timeout=ws_send_timeout, limits=limits
+        )
         app = web.Application(middlewares=[error_middleware], client_max_size=_MAX_CHUNK_BODY)
         node._routes(app)
         runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=2.0)
@@ -130,6 +173,8 @@ class DevNode:
             await site.start()
         except OSError:
             await runner.cleanup()
+            node.pss_miner.close()
+            node.store.close()
             raise
         node._runner = runner
         bound = runner.addresses[0]
@@ -142,7 +187,9 @@ class DevNode:
         runner, self._runner = self._runner, None
         if runner is not None:
             self.hub.close_all()
+            self.pss_miner.close()
             await runner.cleanup()
+            self.store.close()
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_get("/health", self.rpc_health)
@@ -176,16 +223,23 @@ class DevNode:
     # --- bytes and chunks ---------------------------------------------------------------
 
     async def rpc_upload_bytes(self, request: web.Request) -> web.Response:
-        require_batch(request, self.stamps.get)
+        """Split the body as it streams in, writing every 256 chunks: memory stays flat."""
+        batch = require_batch(request, self.stamps.get)
         splitter = ChunkTreeSplitter()
         made: list[tuple[bytes, bytes]] = []
-        async for piece in request.content.iter_chunked(64 * 1024):
-            if splitter.size + len(piece) > self._max_upload:
-                raise ApiError(413, f"upload larger than {self._max_upload} bytes")
+        async for piece in stream_capped(request, self.limits.max_upload):
             made.extend((c.address, c.data) for c in splitter.write(piece))
+            if len(made) >= _FLUSH_CHUNKS:
+                await self._store(batch, made)
+                made = []
         made.extend((c.address, c.data) for c in splitter.finish())
-        await self.store.put_many(made)
+        await self._store(batch, made)
         return web.json_response({"reference": splitter.root.hex()}, status=201)
+
+    async def _store(self, batch: bytes, chunks: list[tuple[bytes, bytes]]) -> None:
+        """Store content-addressed chunks stamped with ``batch``."""
+        self.usage[bytes(batch)] += len(chunks)
+        await self.store.put_many(chunks, content_addressed=True)
 
     def _cac(self, address: bytes) -> Chunk:
         data = self.store.get(address)
@@ -225,7 +279,7 @@ class DevNode:
         return response
 
     async def rpc_upload_chunk(self, request: web.Request) -> web.Response:
-        require_batch(request, self.stamps.get)
+        batch = require_batch(request, self.stamps.get)
         body = await read_capped(request, _MAX_CHUNK_BODY)
         if len(body) < SPAN_SIZE:
             raise ApiError(400, "insufficient data length")
@@ -233,7 +287,7 @@ class DevNode:
             chunk = Chunk.parse(body)
         except InvalidChunkError as error:
             raise ApiError(400, f"invalid chunk: {error}") from error
-        await self.store.put_many([(chunk.address, chunk.data)])
+        await self._store(batch, [(chunk.address, chunk.data)])
         return web.json_response({"reference": chunk.address.hex()}, status=201)
 
     async def rpc_download_chunk(self, request: web.Request) -> web.Response:
@@ -256,7 +310,7 @@ class DevNode:
             raise ApiError(
                 400, "invalid query params", [{"field": "sig", "error": "want 130 hex characters"}]
             )
-        require_batch(request, self.stamps.get)
+        batch = require_batch(request, self.stamps.get)
         body = await read_capped(request, _MAX_CHUNK_BODY)
         if len(body) < SPAN_SIZE:
             raise ApiError(400, "insufficient data length")
@@ -265,6 +319,7 @@ class DevNode:
         except InvalidChunkError as error:
             raise ApiError(401, "invalid chunk") from error
         await self.store.put_many([(soc.address, soc.data)])
+        self.usage[bytes(batch)] += 1
         self.hub.publish(("gsoc", soc.address), soc.wrapped.payload)
         return web.json_response({"reference": soc.address.hex()}, status=201)
 
@@ -292,7 +347,7 @@ class DevNode:
         index = self.store.latest_feed_index(owner, topic)
         soc = None if index is None else self._soc(feed_update_address(owner, topic, index), owner)
         if index is None or soc is None:
-            raise ApiError(404, "feed update not found")
+            raise ApiError(404, "lookup at failed")  # Bee's words for an empty feed
         wrapped = soc.wrapped
         if request.headers.get("swarm-only-root-chunk", "").lower() == "true":
             body = wrapped.data
@@ -410,12 +465,10 @@ class DevNode:
             raise ApiError(
                 400, "invalid path params", [{"field": "targets", "error": str(error)}]
             ) from error
-        require_batch(request, self.stamps.get)
+        batch = require_batch(request, self.stamps.get)
         message = await read_capped(request, 4000)
-        try:
-            trojan = await asyncio.to_thread(wrap_trojan, topic, message, targets, recipient)
-        except PssError as error:
-            raise ApiError(400, f"pss: {error}") from error
+        trojan = await self.pss_miner.wrap(topic, message, targets, recipient)
+        self.usage[bytes(batch)] += 1
         try:  # the only node in reach is this one: deliver if it can open the message
             opened = unwrap_trojan(trojan, self._pss_key, [topic])
         except PssError:

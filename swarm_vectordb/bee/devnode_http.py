@@ -9,7 +9,7 @@ any unexpected exception into a 500 instead of a dropped connection.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -22,6 +22,7 @@ __all__ = [
     "path_hex",
     "read_capped",
     "require_batch",
+    "stream_capped",
 ]
 
 log = logging.getLogger(__name__)
@@ -104,22 +105,31 @@ def require_batch(request: web.Request, lookup: Callable[[bytes], PostageBatch |
     return BatchId(raw)
 
 
-async def read_capped(request: web.Request, limit: int) -> bytes:
-    """The request body, or 413 when it is over ``limit`` bytes, never holding more than that.
+async def stream_capped(request: web.Request, limit: int) -> AsyncIterator[bytes]:
+    """The request body in pieces; 413 as soon as it is known to exceed ``limit`` bytes.
 
-    An oversized body is read and discarded (up to 64 MiB) so that the client,
+    A declared ``Content-Length`` over the limit is refused before any of the body is
+    used. An oversized body is read and discarded (up to 64 MiB) so that the client,
     still sending, gets the 413 instead of a reset connection.
     """
     declared = request.content_length
     if declared is not None and declared > limit:
         await _drain(request)
         raise ApiError(413, f"payload too large: {declared} bytes, at most {limit}")
-    body = bytearray()
+    total = 0
     async for piece in request.content.iter_chunked(64 * 1024):
-        body += piece
-        if len(body) > limit:
+        total += len(piece)
+        if total > limit:
             await _drain(request)
             raise ApiError(413, f"payload too large: more than {limit} bytes")
+        yield piece
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """The whole request body, or 413 when it is over ``limit`` bytes, never holding more."""
+    body = bytearray()
+    async for piece in stream_capped(request, limit):
+        body += piece
     return bytes(body)
 
 

@@ -7,6 +7,10 @@ timeout. A subscriber whose queue overflows, or whose socket does not take a
 frame within ``send_timeout``, is dropped (its connection closed) and counted
 in ``evicted``: one client that stops reading cannot stall uploads, eat memory
 or take the node down.
+
+The number of open subscriptions is capped (``max_subscribers`` over all
+channels): past it a new subscription is refused before the websocket
+handshake with 503 and Bee's JSON error body, and counted in ``refused``.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import contextlib
 import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from swarm_vectordb.bee.devnode_http import ApiError
 
 __all__ = ["Channel", "SubscriberHub"]
 
@@ -34,13 +40,24 @@ class _Subscriber:
 class SubscriberHub:
     """Subscribers per channel; see the module docstring."""
 
-    def __init__(self, *, queue_size: int = 256, send_timeout: float = 5.0) -> None:
+    def __init__(
+        self, *, queue_size: int = 256, send_timeout: float = 5.0, max_subscribers: int = 1024
+    ) -> None:
         self._queue_size = queue_size
         self._send_timeout = send_timeout
+        self._max_subscribers = max_subscribers
         self._channels: dict[Channel, set[_Subscriber]] = {}
+        self._open = 0  # websockets being served, handshakes included
         self._closing = False
         self.evicted = 0
         """Subscribers dropped for falling behind."""
+        self.refused = 0
+        """Subscriptions refused because ``max_subscribers`` were open."""
+
+    @property
+    def open_count(self) -> int:
+        """Websocket subscriptions being served now, over all channels."""
+        return self._open
 
     def subscriber_count(self, channel: Channel) -> int:
         return len(self._channels.get(channel, ()))
@@ -71,7 +88,19 @@ class SubscriberHub:
                     subscriber.pump.cancel()
 
     async def serve(self, request: web.Request, channel: Channel) -> web.WebSocketResponse:
-        """Handle one subscription websocket until either side ends it."""
+        """Handle one subscription websocket until either side ends it (503 when full)."""
+        if self._open >= self._max_subscribers:
+            self.refused += 1
+            raise ApiError(
+                503, f"too many websocket subscriptions: {self._max_subscribers} are open"
+            )
+        self._open += 1
+        try:
+            return await self._serve(request, channel)
+        finally:
+            self._open -= 1
+
+    async def _serve(self, request: web.Request, channel: Channel) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30.0, timeout=1.0, max_msg_size=4096)
         await ws.prepare(request)
         if self._closing:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from swarm_vectordb.errors import MessageRejected
 from swarm_vectordb.protocol import (
     MAX_AGE_MS,
+    MAX_SKEW_MS,
     Answer,
     Ask,
     DropCounter,
@@ -113,9 +114,46 @@ def test_replay_guard_forgets_only_outside_the_window() -> None:
     guard.check_and_remember(ADDRESS, b"\x00" * 16, 1_000_000)
     with pytest.raises(MessageRejected, match="replay"):
         guard.check_and_remember(ADDRESS, b"\x00" * 16, 1_000_000 + MAX_AGE_MS)
-    for i in range(20):
-        guard.check_and_remember(ADDRESS, i.to_bytes(16, "big"), 2_000_000)
-    assert len(guard._seen) == 10
+    later = 1_000_000 + MAX_AGE_MS + MAX_SKEW_MS + 1  # the first id is now past the window
+    guard.check_and_remember(ADDRESS, b"\x00" * 16, later)  # forgotten: a stale replay anyway
+    assert len(guard) == 1
+
+
+def test_a_full_replay_guard_refuses_new_ids_and_keeps_the_old_ones() -> None:
+    guard = ReplayGuard(capacity=10)
+    for i in range(10):
+        guard.check_and_remember(ADDRESS, i.to_bytes(16, "big"), 2_000_000 + i)
+    for i in range(10, 15):  # full, nothing expired: new messages are refused and counted
+        with pytest.raises(MessageRejected) as info:
+            guard.check_and_remember(ADDRESS, i.to_bytes(16, "big"), 2_000_100)
+        assert info.value.reason == "guard_full"
+    assert guard.refused == 5
+    for i in range(10):  # every id inside the window is still remembered: no replay slips in
+        with pytest.raises(MessageRejected, match="replay"):
+            guard.check_and_remember(ADDRESS, i.to_bytes(16, "big"), 2_000_200)
+
+
+def test_a_full_replay_guard_prunes_expired_ids_before_refusing() -> None:
+    guard = ReplayGuard(capacity=10)
+    for i in range(10):  # five old ids, then five recent ones
+        guard.check_and_remember(ADDRESS, i.to_bytes(16, "big"), 1_000_000 if i < 5 else 1_500_000)
+    now = 1_000_000 + MAX_AGE_MS + MAX_SKEW_MS + 1  # the old five are past the window
+    for i in range(10, 15):
+        guard.check_and_remember(ADDRESS, i.to_bytes(16, "big"), now)
+    assert len(guard) == 10
+    assert guard.refused == 0
+    with pytest.raises(MessageRejected) as info:
+        guard.check_and_remember(ADDRESS, b"\xff" * 16, now)
+    assert info.value.reason == "guard_full"
+
+
+def test_open_envelope_reports_a_full_guard() -> None:
+    guard, drops = ReplayGuard(capacity=1), DropCounter()
+    open_envelope(seal(BODIES[0], KEY), replay=guard)
+    with pytest.raises(MessageRejected) as info:
+        open_envelope(seal(BODIES[0], KEY), replay=guard)
+    drops.record(info.value)
+    assert drops == {"guard_full": 1}
 
 
 @pytest.mark.parametrize(
