@@ -20,13 +20,13 @@ import json
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from agent.errors import ConfigError, NoosphereError
+from agent.owner import discard_typeahead
 
 if TYPE_CHECKING:
     from agent.cli import CliState
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from chain.records import SwarmRef, Wei
 
 T = TypeVar("T")
-ETHER = Decimal(10**18)
 DEV_ACCOUNTS = 10
 DEV_BALANCE_WEI = 10_000 * 10**18
 
@@ -64,15 +63,14 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON."
 
 
 def parse_ether(text: str) -> Wei:
-    from chain.records import Wei
+    """A positive amount of ether, exactly (`chain.units`); bad text is a usage error."""
+    from chain.units import AmountError
+    from chain.units import parse_ether as parse
 
     try:
-        value = Decimal(text) * ETHER
-    except InvalidOperation as exc:
-        raise click.BadParameter(f"not an amount of ether: {text!r}") from exc
-    if value <= 0 or value != value.to_integral_value():
-        raise click.BadParameter(f"not a positive amount of ether: {text!r}")
-    return Wei(int(value))
+        return parse(text)
+    except AmountError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def parse_ref(text: str) -> SwarmRef:
@@ -89,11 +87,12 @@ def confirm(assume_yes: bool, action: str) -> None:
         return
     if not sys.stdin.isatty():
         raise ChainCommandError(f"refusing to {action} without a terminal: pass --yes")
+    discard_typeahead(sys.stdin)  # only what is typed after the question answers it
     click.confirm(f"{action}?", abort=True, err=True)
 
 
 def deployment_path(state: CliState, explicit: Path | None) -> Path:
-    return explicit or state.home.root / "deployment.json"
+    return state.home.deployment(explicit)
 
 
 def with_client(
@@ -257,16 +256,16 @@ async def _dev(state: CliState, host: str, port: int, fund: list[str], out: Path
 @click.pass_obj
 def stake(state: CliState, amount: str, assume_yes: bool, deployment_file: Path | None) -> None:
     """Stake AMOUNT ether in the training market (as trainer or validator)."""
+    from chain.units import format_ether
 
     async def work(client: ChainClient) -> None:
         await client.market.stake(wei)
         account = await client.market.account(client.tx.address)
-        click.echo(f"staked {amount} ETH; total {account.staked / 10**18} ETH")
+        click.echo(f"staked {format_ether(wei)}; total {format_ether(account.staked)}")
 
     wei = parse_ether(amount)
-    handled(
-        lambda: send_transaction(state, deployment_file, assume_yes, f"stake {amount} ETH", work)
-    )()
+    action = f"stake {format_ether(wei)} ({wei} wei)"
+    handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()
 
 
 @click.command()
@@ -276,17 +275,17 @@ def stake(state: CliState, amount: str, assume_yes: bool, deployment_file: Path 
 @click.pass_obj
 def unstake(state: CliState, amount: str, assume_yes: bool, deployment_file: Path | None) -> None:
     """Unstake AMOUNT ether of free stake and withdraw everything owed."""
+    from chain.units import format_ether
 
     async def work(client: ChainClient) -> None:
         await client.market.unstake(wei)
         owed = await client.market.pending_withdrawal(client.tx.address)
         await client.market.withdraw()
-        click.echo(f"unstaked {amount} ETH; withdrew {owed / 10**18} ETH")
+        click.echo(f"unstaked {format_ether(wei)}; withdrew {format_ether(owed)}")
 
     wei = parse_ether(amount)
-    handled(
-        lambda: send_transaction(state, deployment_file, assume_yes, f"unstake {amount} ETH", work)
-    )()
+    action = f"unstake {format_ether(wei)} ({wei} wei)"
+    handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()
 
 
 def send_transaction(

@@ -5,10 +5,13 @@ Layout::
     <home>/                 mode 0700
         config.toml         the configuration (see agent.config)
         keystore.json       the node key, Ethereum keystore v3, scrypt, mode 0600
+        deployment.json     where the chain's contracts live (`chain dev` writes it)
         data/               indexes, conversations (data.dir overrides)
         models/             pulled and quantized models (data.models_dir overrides)
 
-The home is `--home`, else `NOOSPHERE_HOME`, else `~/.noosphere`.
+The home is `--home`, else `NOOSPHERE_HOME`, else `~/.noosphere`. Every path above
+has one property here; nothing else spells these names out (the deployment file
+stays in the home even when `data.dir` moves the data elsewhere).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_HOME = "~/.noosphere"
+DEPLOYMENT_FILE_NAME = "deployment.json"
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,15 @@ class NodeHome:
     @property
     def keystore_file(self) -> Path:
         return self.root / "keystore.json"
+
+    @property
+    def deployment_file(self) -> Path:
+        """The chain deployment (`chain.deploy.Deployment`) this node uses by default."""
+        return self.root / DEPLOYMENT_FILE_NAME
+
+    def deployment(self, explicit: Path | None = None) -> Path:
+        """`explicit` (a `--deployment` flag) when given, else `deployment_file`."""
+        return explicit if explicit is not None else self.deployment_file
 
     def exists(self) -> bool:
         return self.root.is_dir()

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from agent.errors import QuantizeError
 from agent.models import is_gguf
+from agent.owner import child_environment
 
 # Name -> llama_ftype, from llama.h.
 QUANT_TYPES: dict[str, int] = {
@@ -82,7 +83,7 @@ async def quantize(
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agent.quantize", str(src), str(tmp), str(ftype), str(threads),
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env=child_environment(),
     )  # fmt: skip
     tail: deque[str] = deque(maxlen=8)
     try:

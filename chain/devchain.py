@@ -9,7 +9,8 @@ Both offer the same small surface, so one test suite runs on either:
   for tests and single-process dev use.
 - `AnvilChain`: the anvil binary from npm (`@foundry-rs/anvil-<platform>` ships it
   inside the tarball; see `find_anvil`), on a free loopback port, for several
-  processes.
+  processes. It gets an explicit environment without any `NOOSPHERE_*` variable
+  (the keystore password never reaches it).
 """
 
 from __future__ import annotations
@@ -65,6 +66,15 @@ def find_anvil() -> Path | None:
         return bundled / "anvil"
     on_path = shutil.which("anvil")
     return Path(on_path) if on_path else None
+
+
+def anvil_environment() -> dict[str, str]:
+    """This process's environment without the node's own variables.
+
+    Explicit, so anvil never inherits `NOOSPHERE_PASSWORD` (or any `NOOSPHERE_*`
+    setting) even when the variable is still set in this process.
+    """
+    return {k: v for k, v in os.environ.items() if not k.startswith("NOOSPHERE_")}
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -133,7 +143,7 @@ class AnvilChain:
         log_file = tempfile.TemporaryFile()  # noqa: SIM115 - owned by the AnvilChain, closed in aclose
         try:
             process = await asyncio.create_subprocess_exec(
-                *args, stdout=asyncio.subprocess.DEVNULL, stderr=log_file
+                *args, stdout=asyncio.subprocess.DEVNULL, stderr=log_file, env=anvil_environment()
             )
         except OSError as exc:
             log_file.close()

@@ -78,8 +78,16 @@ def revert_data(exc: BaseException) -> bytes | None:
     return None
 
 
-def translate(exc: Exception, *, tx_hash: str | None = None) -> ChainError:
-    """A ChainError for an exception raised by web3 or the transport."""
+def endpoint_of(w3: AsyncWeb3[Any]) -> str:
+    """The JSON-RPC URL `w3` talks to, for error messages ("" when it has none)."""
+    return str(getattr(w3.provider, "endpoint_uri", "") or "")
+
+
+def translate(exc: Exception, *, tx_hash: str | None = None, endpoint: str = "") -> ChainError:
+    """A ChainError for an exception raised by web3 or the transport.
+
+    `endpoint`, the JSON-RPC URL, is named when the chain cannot be reached.
+    """
     if isinstance(exc, ChainError):
         return exc
     data = revert_data(exc)
@@ -88,7 +96,9 @@ def translate(exc: Exception, *, tx_hash: str | None = None) -> ChainError:
     if isinstance(exc, ContractLogicError | Web3RPCError):
         return TransactionError(str(exc), tx_hash=tx_hash)
     if isinstance(exc, TimeoutError | TimeExhausted | ClientError | ConnectionError | OSError):
-        return ChainUnavailableError(f"JSON-RPC request failed: {exc!r}")
+        where = f" at {endpoint}" if endpoint else ""
+        detail = str(exc) or type(exc).__name__
+        return ChainUnavailableError(f"cannot reach the chain{where}: {detail}")
     return TransactionError(f"{type(exc).__name__}: {exc}", tx_hash=tx_hash)
 
 
@@ -113,7 +123,7 @@ class Transactor:
             try:
                 chain_id = await w3.eth.chain_id
             except Exception as exc:
-                raise translate(exc) from exc
+                raise translate(exc, endpoint=endpoint_of(w3)) from exc
         return cls(w3, account, chain_id=chain_id, timeout_s=timeout_s)
 
     @property
@@ -130,7 +140,7 @@ class Transactor:
             async with asyncio.timeout(self.timeout_s):
                 return await awaitable
         except Exception as exc:
-            raise translate(exc) from exc
+            raise translate(exc, endpoint=endpoint_of(self.w3)) from exc
 
     async def call(self, fn: AsyncContractFunction) -> Any:
         """Run a view function as this account."""

@@ -9,6 +9,7 @@ Chunk text is an exact slice of the source text (via the tokenizer's offsets).
 
 from __future__ import annotations
 
+import io
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -94,20 +95,31 @@ class Chunker:
         return end
 
 
-def read_document(path: Path) -> Document:
-    """Read one text, markdown or PDF file."""
+def read_source(path: Path) -> bytes:
+    """The bytes of one document file, refusing unsupported types and files over the cap.
+
+    Read once, with the cap enforced on what is actually read (a file that grows, or a
+    pipe, cannot slip past a size checked beforehand).
+    """
     suffix = path.suffix.lower()
+    if suffix not in TEXT_SUFFIXES | PDF_SUFFIXES:
+        raise DocumentError(f"{path}: unsupported file type {suffix or '(none)'}")
     try:
-        size = path.stat().st_size
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise DocumentError(f"{path}: {exc.strerror}") from None
-    if size > MAX_FILE_BYTES:
+    if len(raw) > MAX_FILE_BYTES:
         raise DocumentError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB")
-    if suffix in PDF_SUFFIXES:
-        return Document(str(path), _read_pdf(path))
-    if suffix not in TEXT_SUFFIXES:
-        raise DocumentError(f"{path}: unsupported file type {suffix or '(none)'}")
-    raw = path.read_bytes()
+    return raw
+
+
+def read_document(path: Path, raw: bytes | None = None) -> Document:
+    """Parse one text, markdown or PDF file; `raw`, when given, is its content already read."""
+    if raw is None:
+        raw = read_source(path)
+    if path.suffix.lower() in PDF_SUFFIXES:
+        return Document(str(path), _read_pdf(path, raw))
     if b"\x00" in raw[:8192]:
         raise DocumentError(f"{path}: looks binary")
     try:
@@ -118,12 +130,12 @@ def read_document(path: Path) -> Document:
     return Document(str(path), text.removeprefix("\ufeff"))
 
 
-def _read_pdf(path: Path) -> str:
+def _read_pdf(path: Path, raw: bytes) -> str:
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted:
             raise DocumentError(f"{path}: encrypted PDF")
         pages = [page.extract_text() or "" for page in reader.pages]

@@ -9,6 +9,12 @@ A manifest (`sources.json`, rewritten atomically after each file) records each
 source's SHA-256 and chunk references: an unchanged file is skipped outright; a
 changed file's new chunks are added and its vanished chunks removed unless another
 source still holds them. Re-ingesting the same files therefore changes nothing.
+
+Everything blocking runs in worker threads, never on the event loop: walking
+directories, reading and hashing files, PDF parsing, tokenising into chunks, index
+writes (FAISS plus the fsynced log) and the manifest's atomic write. Index and
+manifest writes, once started, are waited for even when the ingest is cancelled, so
+nothing closes the index under a write in flight.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypedDict
+from typing import Protocol, TypedDict, TypeVar
 
 from swarm_vectordb.bee.client import BeeClient
 from swarm_vectordb.bee.durable import atomic_write
@@ -28,8 +34,10 @@ from swarm_vectordb.bee.records import BatchId
 from swarm_vectordb.chunking import (
     Chunker,
     DocumentError,
+    TextChunk,
     find_documents,
     read_document,
+    read_source,
 )
 from swarm_vectordb.embedding import Embedder
 from swarm_vectordb.errors import VectorDBError
@@ -41,6 +49,7 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "sources.json"
 EMBED_BATCH = 64
 UPLOAD_CONCURRENCY = 8
+T = TypeVar("T")
 
 
 class ChunkStore(Protocol):
@@ -123,25 +132,26 @@ class Ingestor:
         indexed, so a crash never marks a file as done with chunks missing.
         """
         run = _Run(report=IngestReport())
-        for path in find_documents(paths):
+        for path in await asyncio.to_thread(lambda: list(find_documents(paths))):
             run.report.files_seen += 1
             source = str(path.resolve())
-            try:
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            except OSError as exc:
-                run.report.files_failed[source] = exc.strerror or str(exc)
+            try:  # read once: the hash recorded is the hash of the text indexed
+                raw = await asyncio.to_thread(read_source, path)
+            except DocumentError as exc:
+                run.report.files_failed[source] = str(exc)
+                log.warning("skipping %s", exc)
                 continue
+            digest = hashlib.sha256(raw).hexdigest()
             previous = self._manifest.get(source)
             if previous is not None and previous["sha256"] == digest:
                 run.report.files_skipped_unchanged += 1
                 continue
             try:
-                document = read_document(path)
+                chunks = await asyncio.to_thread(self._read_chunks, path, raw)
             except DocumentError as exc:
                 run.report.files_failed[source] = str(exc)
                 log.warning("skipping %s", exc)
                 continue
-            chunks = self._chunker.chunk(document)
             refs: list[bytes] = []
             for done, item in enumerate(chunks, start=1):
                 ref = text_reference(item.text)
@@ -160,18 +170,28 @@ class Ingestor:
         await self._flush(run)
         return run.report
 
+    def _read_chunks(self, path: Path, raw: bytes) -> list[TextChunk]:
+        """Parse (PDF: extract) and chunk one file's bytes; blocking, for a worker thread."""
+        return self._chunker.chunk(read_document(path, raw))
+
     async def _flush(self, run: _Run) -> None:
         """Index the queued chunks, then record the files whose chunks are all in."""
         run.report.chunks_added += await self._store_and_index(run.batch)
         run.batch = []
-        for source, entry, old_refs in run.files:
+        files, run.files = run.files, []
+        if files:
+            run.report.chunks_removed += await _finish(self._record_files, files)
+
+    def _record_files(self, files: list[tuple[str, SourceEntry, set[str]]]) -> int:
+        """Enter `files` in the manifest, drop their vanished chunks, save; blocking."""
+        removed = 0
+        for source, entry, old_refs in files:
             self._manifest[source] = entry
             vanished = old_refs - set(entry["refs"]) - self._refs_held_elsewhere(source)
             gone = [ChunkRef(bytes.fromhex(r)) for r in sorted(vanished)]
-            run.report.chunks_removed += self._index.remove(gone)
-        if run.files:
-            _save_manifest(self._manifest_path, self._manifest)
-        run.files = []
+            removed += self._index.remove(gone)
+        _save_manifest(self._manifest_path, self._manifest)
+        return removed
 
     async def _store_and_index(self, batch: list[IndexedChunk]) -> int:
         """Upload and embed `batch` at the same time; index it once both are done.
@@ -191,11 +211,14 @@ class Ingestor:
                     f"{chunk.ref.hex()}"
                 )
 
-        async with asyncio.TaskGroup() as tasks:  # one failed upload cancels the rest
-            embedding = tasks.create_task(self._embedder.embed([c.text for c in batch]))
-            for chunk in batch:
-                tasks.create_task(upload(chunk))
-        return self._index.add(batch, embedding.result().vectors)
+        try:
+            async with asyncio.TaskGroup() as tasks:  # one failed upload cancels the rest
+                embedding = tasks.create_task(self._embedder.embed([c.text for c in batch]))
+                for chunk in batch:
+                    tasks.create_task(upload(chunk))
+        except ExceptionGroup as group:  # callers catch SwarmError, IngestError, ...
+            raise _first_error(group) from None
+        return await _finish(self._index.add, batch, embedding.result().vectors)
 
     def _refs_held_elsewhere(self, source: str) -> set[str]:
         held: set[str] = set()
@@ -203,6 +226,26 @@ class Ingestor:
             if other != source:
                 held.update(entry["refs"])
         return held
+
+
+async def _finish(fn: Callable[..., T], *args: object) -> T:
+    """`fn(*args)` in a worker thread, awaited to the end even if we are cancelled.
+
+    A thread cannot be stopped; leaving early would let the caller close the index
+    (or start another write) while this one is still running.
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        raise
+
+
+def _first_error(group: BaseExceptionGroup[Exception]) -> Exception:
+    """The first failure in a task group's error (the one that cancelled the rest)."""
+    first = group.exceptions[0]
+    return _first_error(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _load_manifest(path: Path) -> Manifest:

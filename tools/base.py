@@ -8,19 +8,29 @@ observation the model can read and correct. Only bugs in the node itself escape.
 
 `ToolError` is what a tool body raises to report such a failure; the wrapper turns
 it into an error result.
+
+Taint. Text from outside the node (a peer's answer, a fetched document) may be
+written to steer the model. Tools whose output carries such text set
+`ToolResult.untrusted` and wrap it in `<untrusted-data>` blocks (`UNTRUSTED_MARK`).
+Once such text has entered a turn (a result, or a wrapper already in the turn's
+messages: `ToolContext.for_turn`), the turn's `Taint` is set, and for the rest of
+the turn every tool that is not read-only (`python`, chain writes, anything
+destructive or local-only) runs only after the owner confirms; with nobody to
+confirm it is refused. `ToolRegistry.call` enforces this and records the taint.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
 Confirm = Callable[[str], Awaitable[bool]]
+UNTRUSTED_MARK = "<untrusted-data"  # opens every block of outside text a model reads
 
 
 class ToolError(Exception):
@@ -35,23 +45,48 @@ class ToolResult:
     output: str = ""  # what the tool produced (stdout, the computed value, ...)
     error: str = ""  # why it failed; empty when ok
     data: JsonObject | None = None  # machine-readable extras (exact values, exit codes)
+    untrusted: bool = False  # the output carries text from outside the node (taints the turn)
 
     @classmethod
-    def success(cls, output: str, data: JsonObject | None = None) -> ToolResult:
-        return cls(ok=True, output=output, data=data)
+    def success(
+        cls, output: str, data: JsonObject | None = None, *, untrusted: bool = False
+    ) -> ToolResult:
+        return cls(ok=True, output=output, data=data, untrusted=untrusted)
 
     @classmethod
     def failure(cls, error: str, output: str = "", data: JsonObject | None = None) -> ToolResult:
         return cls(ok=False, output=output, error=error, data=data)
 
     def to_json(self) -> JsonObject:
-        return {"ok": self.ok, "output": self.output, "error": self.error, "data": self.data}
+        return {
+            "ok": self.ok,
+            "output": self.output,
+            "error": self.error,
+            "data": self.data,
+            "untrusted": self.untrusted,
+        }
 
     def observation(self) -> str:
         """The text a model sees: the output, or `error: ...` (with any partial output)."""
         if self.ok:
             return self.output
         return f"{self.output}\nerror: {self.error}" if self.output else f"error: {self.error}"
+
+
+@dataclass(eq=False)
+class Taint:
+    """Whether text from outside the node has entered the current turn, and how."""
+
+    sources: list[str] = field(default_factory=list)  # e.g. "knowledge", "earlier messages"
+
+    @property
+    def tainted(self) -> bool:
+        return bool(self.sources)
+
+    def mark(self, source: str) -> None:
+        if source not in self.sources:
+            self.sources.append(source)
+            log.info("untrusted text entered the turn (%s)", source)
 
 
 @dataclass(frozen=True)
@@ -61,6 +96,21 @@ class ToolContext:
     local_owner: bool
     # Asked before a destructive action; None means nobody can confirm, so refuse.
     confirm: Confirm | None = None
+    # This turn's taint, shared by every copy of this context (see the module docstring).
+    taint: Taint = field(default_factory=Taint)
+
+    def for_turn(self, messages: Iterable[str] = ()) -> ToolContext:
+        """A copy with a fresh taint for a new turn, already set when any of `messages`
+        (the history and prompt the model will read) carries outside text."""
+        taint = Taint()
+        if any(UNTRUSTED_MARK in text for text in messages):
+            taint.mark("untrusted text in the conversation")
+        return replace(self, taint=taint)
+
+
+def acts(annotations: ToolAnnotations) -> bool:
+    """Whether a tool can change something or run code: gated once a turn is tainted."""
+    return not annotations.read_only or annotations.destructive or annotations.local_only
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,9 @@
 Writes are `destructive` and `local_only`: a remote peer is refused before anything
 else happens; for the owner, `context.confirm` is shown exactly what will be sent
 (sender, contract, function, arguments, value in ether and wei) and nothing is sent
-unless it answers True. Amounts are decimal ether strings parsed exactly and bounded
-by `max_ether`. Chain errors come back as failures naming the decoded revert.
+unless it answers True. Amounts are decimal ether strings parsed exactly by
+`chain.units` (the CLI's parser too) and bounded by `max_ether`. Chain errors come
+back as failures naming the decoded revert.
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
 from eth_typing import ChecksumAddress
 from eth_utils.address import is_checksum_address, to_checksum_address
 
+from chain import units
 from chain.client import ChainClient
 from chain.errors import ChainError, ContractRevert
 from chain.records import JobId, JobSpec, ProposalId, SwarmRef, TrainingJob, Wei
@@ -40,7 +42,6 @@ from tools.decorator import FunctionTool, tool
 
 log = logging.getLogger(__name__)
 
-WEI_PER_ETHER = 10**18
 DEFAULT_MAX_ETHER = Decimal(100)  # largest amount one write may send
 MAX_AMOUNT_CHARS = 40
 MAX_PAGE = 50  # jobs per chain_jobs call
@@ -64,30 +65,19 @@ def parse_ether(text: str, *, max_ether: Decimal = DEFAULT_MAX_ETHER) -> Wei:
         raise ToolError(
             f"amount must be a decimal number of ether, 1 to {MAX_AMOUNT_CHARS} characters"
         )
+    limit = f"amount {cleaned} ETH is above this node's limit of {max_ether} ETH"
     try:
-        amount = Decimal(cleaned)
-    except InvalidOperation:
-        raise ToolError(f"amount {cleaned!r} is not a decimal number of ether") from None
-    if not amount.is_finite():
-        raise ToolError("amount must be a finite number of ether")
-    if amount <= 0:
-        raise ToolError(f"amount must be positive, got {cleaned}")
-    if amount > max_ether:
-        raise ToolError(f"amount {cleaned} ETH is above this node's limit of {max_ether} ETH")
-    if amount.adjusted() < -18:  # also keeps 10**-exponent below small before Fraction
-        raise ToolError(f"amount {cleaned} is less than 1 wei (10^-18 ether)")
-    wei = Fraction(amount) * WEI_PER_ETHER  # exact: Fraction(Decimal) never rounds
-    if wei.denominator != 1:
-        raise ToolError(f"amount {cleaned} has more than 18 decimal places")
-    return Wei(wei.numerator)
+        wei = units.parse_ether(cleaned)
+    except units.AmountTooLarge:
+        raise ToolError(limit) from None
+    except units.AmountError as exc:
+        raise ToolError(str(exc)) from None
+    if wei > Fraction(max_ether) * units.WEI_PER_ETHER:
+        raise ToolError(limit)
+    return wei
 
 
-def format_ether(wei: int) -> str:
-    """An exact ether amount: 1500000000000000000 -> "1.5 ETH"."""
-    sign = "-" if wei < 0 else ""
-    whole, frac = divmod(abs(wei), WEI_PER_ETHER)
-    decimals = str(frac).rjust(18, "0").rstrip("0")
-    return f"{sign}{whole}{'.' + decimals if decimals else ''} ETH"
+format_ether = units.format_ether
 
 
 def parse_address(text: str, what: str = "address") -> ChecksumAddress:

@@ -12,6 +12,10 @@ hit is quoted inside a wrapper the model is told about:
     <document source="notes.md" ref="..." score="0.812">local text</document>
     <untrusted-data origin="0x..." source="..." ref="..." score="0.790">peer text</untrusted-data>
 
+A result with any peer text is marked `untrusted`, which taints the turn: `python`
+and destructive tools then need the owner's confirmation (`tools.base`). The search
+itself (FAISS) runs in a worker thread, off the event loop.
+
 Any tag of either name inside a text is neutralised (`<` becomes `&lt;`), so a text
 can neither close its wrapper nor open a new one; attribute values are escaped.
 A remote peer may search only this node's index: the node never fans a stranger's
@@ -20,6 +24,7 @@ query out to the network.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import math
@@ -28,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from swarm_vectordb.peertext import printable
 from tools.base import ToolContext, ToolError, ToolResult
 from tools.decorator import FunctionTool, tool
 
@@ -71,7 +77,7 @@ def neutralise(text: str) -> str:
 
 
 def _attr(value: str) -> str:
-    return html.escape(value[:300], quote=True)
+    return html.escape(printable(value[:300], keep=""), quote=True)
 
 
 def quote_hit(hit: KnowledgeHit) -> str:
@@ -82,6 +88,7 @@ def quote_hit(hit: KnowledgeHit) -> str:
     if hit.is_local:
         return f"<document {attrs}>\n{neutralise(text)}\n</document>"
     origin = _attr(hit.origin)
+    text = printable(text)  # a peer's escape sequences must not reach the owner's terminal
     return f'<untrusted-data origin="{origin}" {attrs}>\n{neutralise(text)}\n</untrusted-data>'
 
 
@@ -127,9 +134,10 @@ def local_search(
         if network and peers is None:
             raise ToolError("network search is not available on this node; use network=false")
         vector = (await embedder.embed([query])).vectors[0]
+        found = await asyncio.to_thread(index.search, vector, k)  # FAISS: off the event loop
         hits = [
             KnowledgeHit(h.chunk.text, h.score, h.chunk.source, LOCAL, h.chunk.ref.hex())
-            for h in index.search(vector, k)
+            for h in found
         ]
         if network and peers is not None:
             hits += await peers(vector, k)
@@ -164,6 +172,7 @@ def make_knowledge_tool(search: KnowledgeSearch) -> FunctionTool:
             raise ToolError("network search is only for the node's owner; use network=false")
         hits = merge_hits(await search(query, k, network), k)
         data = {"query": query, "hits": [asdict(h) for h in hits]}
-        return ToolResult.success(format_hits(query, hits), data=data)
+        peers_text = any(not h.is_local for h in hits)  # taints the turn (tools.base)
+        return ToolResult.success(format_hits(query, hits), data=data, untrusted=peers_text)
 
     return knowledge
