@@ -12,14 +12,15 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NewType
-
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
-from eth_keys.datatypes import PrivateKey
-from eth_utils.address import to_checksum_address
+from typing import TYPE_CHECKING, Any, NewType
 
 from agent.errors import KeystoreError, WrongPasswordError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+# eth-account, eth-keys and eth-utils are imported where they are used: together they
+# take about a second to import, which commands that never touch the key should not pay.
 
 ChecksumAddress = NewType("ChecksumAddress", str)
 
@@ -37,6 +38,8 @@ class NodeIdentity:
 
     @classmethod
     def from_private_key(cls, private_key: bytes) -> NodeIdentity:
+        from eth_keys.datatypes import PrivateKey
+
         pk = PrivateKey(private_key)
         address = ChecksumAddress(pk.public_key.to_checksum_address())
         return cls(address=address, public_key=pk.public_key.to_bytes(), private_key=private_key)
@@ -44,6 +47,8 @@ class NodeIdentity:
     @property
     def account(self) -> LocalAccount:
         """The key as an eth-account signer (transactions, messages)."""
+        from eth_account import Account
+
         acct: LocalAccount = Account.from_key(self.private_key)
         return acct
 
@@ -62,6 +67,8 @@ def create_identity(path: Path, password: str, *, scrypt_n: int | None = None) -
 
     `scrypt_n` lowers the scrypt cost (tests only); the default is eth-account's.
     """
+    from eth_account import Account
+
     check_new_password(password)
     if path.exists():
         raise KeystoreError(f"refusing to replace existing keystore {path}")
@@ -73,6 +80,8 @@ def create_identity(path: Path, password: str, *, scrypt_n: int | None = None) -
 
 def load_identity(path: Path, password: str) -> NodeIdentity:
     """Decrypt the keystore at `path`."""
+    from eth_account import Account
+
     document = read_keystore(path)
     try:
         private_key = Account.decrypt(document, password)
@@ -94,6 +103,8 @@ def load_identity(path: Path, password: str) -> NodeIdentity:
 
 def keystore_address(path: Path) -> ChecksumAddress:
     """The address recorded in the keystore, readable without the password."""
+    from eth_utils.address import to_checksum_address
+
     document = read_keystore(path)
     recorded = document.get("address")
     if not isinstance(recorded, str):

@@ -25,44 +25,111 @@ Depends on nothing of ours. Modules, by what they own:
     devchain.py        EmbeddedChain (py-evm in process) and AnvilChain (subprocess)
 """
 
-from chain.client import ChainClient
-from chain.datasets import DatasetDAOClient, DatasetFactoryClient
-from chain.deploy import Deployment, deploy_all
-from chain.devchain import AnvilChain, EmbeddedChain, dev_account, find_anvil
-from chain.errors import (
-    ArtifactError,
-    ChainError,
-    ChainUnavailableError,
-    CompileError,
-    ContractRevert,
-    DeploymentError,
-    DevChainError,
-    TransactionError,
-    TransactionFailedError,
-)
-from chain.event_records import ChainEvent, decode_event
-from chain.events import EventPoller
-from chain.market import MarketClient
-from chain.merkle import StepLogTree, verify_proof
-from chain.records import (
-    Dispute,
-    JobId,
-    JobSpec,
-    JobStatus,
-    MarketParams,
-    Outcome,
-    PeerRecord,
-    Proposal,
-    ProposalId,
-    RootEntry,
-    StakeAccount,
-    SwarmRef,
-    TrainingJob,
-    Wei,
-    swarm_ref,
-)
-from chain.registry import RegistryClient
-from chain.transactor import Transactor
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chain.client import ChainClient
+    from chain.datasets import DatasetDAOClient, DatasetFactoryClient
+    from chain.deploy import Deployment, deploy_all
+    from chain.devchain import AnvilChain, EmbeddedChain, dev_account, find_anvil
+    from chain.errors import (
+        ArtifactError,
+        ChainError,
+        ChainUnavailableError,
+        CompileError,
+        ContractRevert,
+        DeploymentError,
+        DevChainError,
+        TransactionError,
+        TransactionFailedError,
+    )
+    from chain.event_records import ChainEvent, decode_event
+    from chain.events import EventPoller
+    from chain.market import MarketClient
+    from chain.merkle import StepLogTree, verify_proof
+    from chain.records import (
+        Dispute,
+        JobId,
+        JobSpec,
+        JobStatus,
+        MarketParams,
+        Outcome,
+        PeerRecord,
+        Proposal,
+        ProposalId,
+        RootEntry,
+        StakeAccount,
+        SwarmRef,
+        TrainingJob,
+        Wei,
+        swarm_ref,
+    )
+    from chain.registry import RegistryClient
+    from chain.transactor import Transactor
+
+# Exports resolve on first use (PEP 562): `chain.records` or `chain.units` alone must not
+# pull in web3 and eth-account (about two seconds of imports).
+_EXPORTS: dict[str, str] = {  # exported name -> the module that defines it
+    name: module
+    for module, names in {
+        "client": ("ChainClient",),
+        "datasets": ("DatasetDAOClient", "DatasetFactoryClient"),
+        "deploy": ("Deployment", "deploy_all"),
+        "devchain": ("AnvilChain", "EmbeddedChain", "dev_account", "find_anvil"),
+        "errors": (
+            "ArtifactError",
+            "ChainError",
+            "ChainUnavailableError",
+            "CompileError",
+            "ContractRevert",
+            "DeploymentError",
+            "DevChainError",
+            "TransactionError",
+            "TransactionFailedError",
+        ),
+        "event_records": ("ChainEvent", "decode_event"),
+        "events": ("EventPoller",),
+        "market": ("MarketClient",),
+        "merkle": ("StepLogTree", "verify_proof"),
+        "records": (
+            "Dispute",
+            "JobId",
+            "JobSpec",
+            "JobStatus",
+            "MarketParams",
+            "Outcome",
+            "PeerRecord",
+            "Proposal",
+            "ProposalId",
+            "RootEntry",
+            "StakeAccount",
+            "SwarmRef",
+            "TrainingJob",
+            "Wei",
+            "swarm_ref",
+        ),
+        "registry": ("RegistryClient",),
+        "transactor": ("Transactor",),
+    }.items()
+    for name in names
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "AnvilChain",

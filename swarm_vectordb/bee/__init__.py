@@ -40,84 +40,183 @@ Modules and what each owns:
 
 from __future__ import annotations
 
-from swarm_vectordb.bee.bmt import (
-    CHUNK_SIZE,
-    HASH_SIZE,
-    Chunk,
-    ChunkAddress,
-    bmt_root,
-    cac_address,
-    keccak256,
-)
-from swarm_vectordb.bee.chunktree import (
-    ChunkTree,
-    ChunkTreeSplitter,
-    iter_chunks,
-    iter_join,
-    iter_join_async,
-    join,
-    join_async,
-    split,
-)
-from swarm_vectordb.bee.client import BeeClient, ClientState
-from swarm_vectordb.bee.devnode import DevNode
-from swarm_vectordb.bee.errors import (
-    BadRequestError,
-    BeeHttpError,
-    ChunkAddressMismatch,
-    InvalidChunkError,
-    InvalidFeedUpdateError,
-    InvalidSocError,
-    MiningError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PaymentRequiredError,
-    PssError,
-    PssMessageTooLargeError,
-    PssUnwrapError,
-    StampUnusableError,
-    SwarmConnectionError,
-    SwarmError,
-    SwarmTimeoutError,
-    UnauthorizedError,
-)
-from swarm_vectordb.bee.feeds import (
-    FeedIndex,
-    FeedTopic,
-    LegacyFeedPayload,
-    feed_topic,
-    feed_update_address,
-    feed_update_identifier,
-    format_feed_index,
-    make_v1_update,
-    make_v2_update,
-    parse_feed_index,
-    parse_v1_payload,
-)
-from swarm_vectordb.bee.gsoc import GsocKey, mine_gsoc_key, proximity
-from swarm_vectordb.bee.pss import (
-    PssMessage,
-    PssTopic,
-    pss_public_key,
-    pss_topic,
-    unwrap_trojan,
-    wrap_trojan,
-)
-from swarm_vectordb.bee.records import (
-    BatchId,
-    FeedUpdate,
-    NodeAddresses,
-    NodeHealth,
-    PostageBatch,
-)
-from swarm_vectordb.bee.soc import (
-    OwnerAddress,
-    SingleOwnerChunk,
-    SocIdentifier,
-    owner_address,
-    soc_address,
-)
-from swarm_vectordb.bee.subscription import Subscription, SubscriptionState
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from swarm_vectordb.bee.bmt import (
+        CHUNK_SIZE,
+        HASH_SIZE,
+        Chunk,
+        ChunkAddress,
+        bmt_root,
+        cac_address,
+        keccak256,
+    )
+    from swarm_vectordb.bee.chunktree import (
+        ChunkTree,
+        ChunkTreeSplitter,
+        iter_chunks,
+        iter_join,
+        iter_join_async,
+        join,
+        join_async,
+        split,
+    )
+    from swarm_vectordb.bee.client import BeeClient, ClientState
+    from swarm_vectordb.bee.devnode import DevNode
+    from swarm_vectordb.bee.errors import (
+        BadRequestError,
+        BeeHttpError,
+        ChunkAddressMismatch,
+        InvalidChunkError,
+        InvalidFeedUpdateError,
+        InvalidSocError,
+        MiningError,
+        NotFoundError,
+        PayloadTooLargeError,
+        PaymentRequiredError,
+        PssError,
+        PssMessageTooLargeError,
+        PssUnwrapError,
+        StampUnusableError,
+        SwarmConnectionError,
+        SwarmError,
+        SwarmTimeoutError,
+        UnauthorizedError,
+    )
+    from swarm_vectordb.bee.feeds import (
+        FeedIndex,
+        FeedTopic,
+        LegacyFeedPayload,
+        feed_topic,
+        feed_update_address,
+        feed_update_identifier,
+        format_feed_index,
+        make_v1_update,
+        make_v2_update,
+        parse_feed_index,
+        parse_v1_payload,
+    )
+    from swarm_vectordb.bee.gsoc import GsocKey, mine_gsoc_key, proximity
+    from swarm_vectordb.bee.pss import (
+        PssMessage,
+        PssTopic,
+        pss_public_key,
+        pss_topic,
+        unwrap_trojan,
+        wrap_trojan,
+    )
+    from swarm_vectordb.bee.records import (
+        BatchId,
+        FeedUpdate,
+        NodeAddresses,
+        NodeHealth,
+        PostageBatch,
+    )
+    from swarm_vectordb.bee.soc import (
+        OwnerAddress,
+        SingleOwnerChunk,
+        SocIdentifier,
+        owner_address,
+        soc_address,
+    )
+    from swarm_vectordb.bee.subscription import Subscription, SubscriptionState
+
+# Exports resolve on first use (PEP 562), so importing one light module of this package
+# (`bmt`, `durable`, `records`) does not pull in aiohttp, the dev node or eth-keys.
+_EXPORTS: dict[str, str] = {  # exported name -> the submodule that defines it
+    name: module
+    for module, names in {
+        "bmt": (
+            "CHUNK_SIZE",
+            "HASH_SIZE",
+            "Chunk",
+            "ChunkAddress",
+            "bmt_root",
+            "cac_address",
+            "keccak256",
+        ),
+        "chunktree": (
+            "ChunkTree",
+            "ChunkTreeSplitter",
+            "iter_chunks",
+            "iter_join",
+            "iter_join_async",
+            "join",
+            "join_async",
+            "split",
+        ),
+        "client": ("BeeClient", "ClientState"),
+        "devnode": ("DevNode",),
+        "errors": (
+            "BadRequestError",
+            "BeeHttpError",
+            "ChunkAddressMismatch",
+            "InvalidChunkError",
+            "InvalidFeedUpdateError",
+            "InvalidSocError",
+            "MiningError",
+            "NotFoundError",
+            "PayloadTooLargeError",
+            "PaymentRequiredError",
+            "PssError",
+            "PssMessageTooLargeError",
+            "PssUnwrapError",
+            "StampUnusableError",
+            "SwarmConnectionError",
+            "SwarmError",
+            "SwarmTimeoutError",
+            "UnauthorizedError",
+        ),
+        "feeds": (
+            "FeedIndex",
+            "FeedTopic",
+            "LegacyFeedPayload",
+            "feed_topic",
+            "feed_update_address",
+            "feed_update_identifier",
+            "format_feed_index",
+            "make_v1_update",
+            "make_v2_update",
+            "parse_feed_index",
+            "parse_v1_payload",
+        ),
+        "gsoc": ("GsocKey", "mine_gsoc_key", "proximity"),
+        "pss": (
+            "PssMessage",
+            "PssTopic",
+            "pss_public_key",
+            "pss_topic",
+            "unwrap_trojan",
+            "wrap_trojan",
+        ),
+        "records": ("BatchId", "FeedUpdate", "NodeAddresses", "NodeHealth", "PostageBatch"),
+        "soc": (
+            "OwnerAddress",
+            "SingleOwnerChunk",
+            "SocIdentifier",
+            "owner_address",
+            "soc_address",
+        ),
+        "subscription": ("Subscription", "SubscriptionState"),
+    }.items()
+    for name in names
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "CHUNK_SIZE",

@@ -9,11 +9,13 @@ Parsing validates: a field of the wrong type or a bad hex string raises
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NewType
+from typing import TYPE_CHECKING, Any, NewType
 
 from swarm_vectordb.bee.errors import SwarmError
-from swarm_vectordb.bee.feeds import FeedIndex
-from swarm_vectordb.bee.soc import SingleOwnerChunk
+
+if TYPE_CHECKING:  # annotations only: soc pulls in eth-keys, which readers of ids need not
+    from swarm_vectordb.bee.feeds import FeedIndex
+    from swarm_vectordb.bee.soc import SingleOwnerChunk
 
 __all__ = [
     "BatchId",

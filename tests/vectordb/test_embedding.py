@@ -1,4 +1,4 @@
-"""The embedder against raw sentence-transformers on the bundled model, offline."""
+"""The embedder (its default, numpy runtime) against raw sentence-transformers, offline."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ async def test_matches_raw_sentence_transformers_and_ranks_sensibly() -> None:
         empty = await embedder.embed([])
     finally:
         await embedder.aclose()
+    assert embedder.runtime == "numpy"  # the default for the bundled model: no torch
     assert got.model_id == BUNDLED_MODEL_ID
     assert got.vectors.shape == (3, 384)
     assert got.vectors.dtype == np.float32
