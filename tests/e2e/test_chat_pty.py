@@ -122,3 +122,66 @@ def test_chat_session(cli: Cli, tmp_path: Path) -> None:
     bad = cli("chat", "--resume", "999")
     assert bad.returncode == 2
     assert "no conversation 999" in bad.stderr
+
+
+BIG = "18446744073709551615"  # 2^64 - 1
+FACT = "The Zorblax festival is held every March in the mountain town of Velmora."
+
+
+def answers_between(screen: str, start: str, end: str) -> list[str]:
+    """Each piece of `screen` between a `start` and the next `end`."""
+    return [part.split(end)[0] for part in screen.split(start)[1:]]
+
+
+def test_ask_and_chat_answer_exactly_and_from_a_freshly_ingested_file(
+    cli: Cli, tmp_path: Path
+) -> None:
+    assert cli("init").returncode == 0
+    notes = tmp_path / "zorblax.md"
+    notes.write_text(f"# Festivals\n\n{FACT}\nVisitors bring copper lanterns.\n")
+    assert cli("ingest", str(notes)).returncode == 0
+    exe = str(Path(sys.executable).with_name("noosphere"))
+
+    term = Terminal([exe, "ask", "What is 2^64 minus 1?"], cli.env)
+    try:
+        assert BIG in term.expect(BIG)
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+    term = Terminal([exe, "ask", "When is the Zorblax festival held?"], cli.env)
+    try:
+        term.expect("Sources:")
+        term.expect("zorblax.md")
+        assert term.close() == 0
+    finally:
+        if term.proc.poll() is None:
+            term.proc.kill()
+    body = term.seen.split("Sources:")[0]
+    assert "March" in body  # the fact itself, not only the file it came from
+    assert str(notes.resolve()) in term.seen
+
+    chat = Terminal([exe, "chat"], cli.env)
+    try:
+        chat.expect("Type a question", timeout=180)
+        chat.expect("you> ")
+        chat.send("What is 2^64 minus 1?\n")
+        assert BIG in chat.expect("you> ")
+        chat.send("When is the Zorblax festival held?\n")
+        grounded = chat.expect("you> ")
+        assert "March" in grounded.split("Sources:")[0]
+        assert "zorblax.md" in grounded
+        chat.send("Say hello.\n")
+        chat.expect("you> ")
+        chat.send("/quit\n")
+        chat.expect("bye")
+        assert chat.close() == 0
+    finally:
+        if chat.proc.poll() is None:
+            chat.proc.kill()
+            chat.proc.wait()
+    answers = answers_between(chat.seen, "noosphere> ", "you> ")
+    assert len(answers) == 3
+    for answer in answers:  # never an empty answer (tool lines alone do not count)
+        text = "\n".join(line for line in answer.splitlines() if not line.strip().startswith("["))
+        assert text.strip(), chat.seen[-2000:]
