@@ -4,8 +4,9 @@
 
 Prints one line per call, then (last line) one JSON object with `happy_path_gas`
 (post + claim + submit + finalize, staking excluded; goal <= 300,000),
-`dispute_path_gas` (post + claim + submit + challenge + two votes + resolve) and
-`calls` (gas per call name).
+`dispute_path_gas` (post + claim + submit + challenge of step 17 of a 64-step log with
+records 16 and 17 and both proofs + drawCommittee + three votes + resolve, which slashes
+the trainer and pays the two majority voters) and `calls` (gas per call name).
 """
 
 from __future__ import annotations
@@ -19,13 +20,17 @@ from chain.client import ChainClient, make_web3
 from chain.deploy import deploy_all
 from chain.devchain import EmbeddedChain, dev_account
 from chain.merkle import StepLogTree
-from chain.records import JobSpec, MarketParams, SwarmRef, Wei, swarm_ref
+from chain.records import JobId, JobSpec, MarketParams, SwarmRef, Verdict, Wei, swarm_ref
 from chain.transactor import Transactor
 
 ETHER = 10**18
 REWARD = Wei(ETHER // 2)
 HAPPY = ("postJob", "claim", "submit", "finalize")
-DISPUTE = ("postJob", "claim", "submit", "challenge", "vote", "vote", "resolve")
+DISPUTE = (
+    "postJob", "claim", "submit", "challenge", "drawCommittee", "vote", "vote", "vote", "resolve",
+)  # fmt: skip
+STEPS = 64
+RECORD_BYTES = 512  # about the size of a trainer step record
 
 
 def ref(tag: int) -> SwarmRef:
@@ -104,7 +109,8 @@ async def _run(
             dao.address, ref(0x12), bytes(ref(0xB0)), ref(0xC0), 64, 1, now + 86_400, 600
         )
 
-    tree = StepLogTree([f"step {i}".encode() for i in range(64)])
+    records = [f"step {i}:".encode().ljust(RECORD_BYTES, b".") for i in range(STEPS)]
+    tree = StepLogTree(records)
 
     # Happy path: the first job, the trainer owed nothing before (the costlier case).
     job_id, receipt = await market["requester"].post_job(await spec(), REWARD)
@@ -115,19 +121,40 @@ async def _run(
     note("market.finalize", await market["requester"].finalize(job_id), happy)
     note("market.withdraw(reward)", await market["trainer"].withdraw())
 
-    # Dispute path (challenger wins).
-    job_id, receipt = await market["requester"].post_job(await spec(), REWARD)
-    note("market.postJob", receipt, dispute)
-    note("market.claim", await market["trainer"].claim(job_id), dispute)
-    note("market.submit", await market["trainer"].submit(job_id, tree.root, ref(0xAD)), dispute)
-    bond = params.min_challenge_bond
-    challenge = await market["challenger"].challenge(job_id, 17, b"step 17", tree.proof(17), bond)
-    note("market.challenge(64-step log)", challenge, dispute)
-    committee = (await market["requester"].dispute(job_id)).committee
-    voters = [r for r in ("v1", "v2", "v3") if accounts[r].address in committee]
+    async def disputed() -> tuple[JobId, list[str], list[int]]:
+        """A submitted job, challenged at step 17, its committee drawn."""
+        path: list[int] = []
+        job_id, receipt = await market["requester"].post_job(await spec(), REWARD)
+        note("market.postJob", receipt, path)
+        note("market.claim", await market["trainer"].claim(job_id), path)
+        submit = await market["trainer"].submit(job_id, tree.root, ref(0xAD))
+        note("market.submit", submit, path)
+        bond = params.min_challenge_bond
+        challenge = await market["challenger"].challenge_log(job_id, 17, records, bond)
+        note(f"market.challenge({STEPS}-step log)", challenge, path)
+        for _ in range(params.draw_delay):
+            await chain.advance_time(1)  # each mines a block
+        note("market.drawCommittee", await market["requester"].draw_committee(job_id), path)
+        committee = (await market["requester"].dispute(job_id)).committee
+        roles = [r for a in committee for r in ("v1", "v2", "v3") if accounts[r].address == a]
+        return job_id, roles, path
+
+    # Dispute path: the whole committee votes, the trainer is slashed, two voters paid.
+    job_id, voters, dispute = await disputed()
+    verdicts = (Verdict.TRAINER_WRONG, Verdict.TRAINER_CORRECT, Verdict.DATA_UNAVAILABLE)
+    for role, verdict in zip(voters, verdicts, strict=True):
+        note("market.vote", await market[role].vote(job_id, verdict), dispute)
+    note("market.resolve(slash, 2 rewarded)", await market["requester"].resolve(job_id), dispute)
+
+    # Other endings: the trainer wins early; a timeout penalising two absent members.
+    job_id, voters, _ = await disputed()
     for role in voters[:2]:
-        note("market.vote", await market[role].vote(job_id, trainer_correct=False), dispute)
-    note("market.resolve(slash)", await market["requester"].resolve(job_id), dispute)
+        await market[role].vote(job_id, Verdict.TRAINER_CORRECT)
+    note("market.resolve(trainer won)", await market["requester"].resolve(job_id))
+    job_id, voters, _ = await disputed()
+    await market[voters[0]].vote(job_id, Verdict.TRAINER_WRONG)
+    await chain.advance_time(params.voting_period + 1)
+    note("market.resolve(timeout, 2 absent)", await market["requester"].resolve(job_id))
 
     # Expiry and cancellation.
     job_id, _ = await market["requester"].post_job(await spec(), REWARD)

@@ -19,7 +19,7 @@ from eth_utils.address import to_checksum_address
 from web3.types import EventData
 
 from chain.errors import ArtifactError
-from chain.records import JobId, JobSpec, Outcome, ProposalId, Wei
+from chain.records import JobId, JobSpec, Outcome, ProposalId, Verdict, Wei
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,24 @@ class DaoCreated(ChainEvent):
 
 
 @dataclass(frozen=True)
+class CommitteeDrawn(ChainEvent):
+    """A dispute's committee was drawn from the hash of `seed_block`; voting is open."""
+
+    job_id: JobId
+    committee: tuple[ChecksumAddress, ...]
+    seed_block: int
+    vote_end: int
+
+
+@dataclass(frozen=True)
+class CommitteeReanchored(ChainEvent):
+    """The seed block's hash had left the 256-block window; the draw waits for a new one."""
+
+    job_id: JobId
+    seed_block: int
+
+
+@dataclass(frozen=True)
 class DisputeResolved(ChainEvent):
     """A dispute was settled."""
 
@@ -128,7 +146,7 @@ class DisputeVoted(ChainEvent):
 
     job_id: JobId
     validator: ChecksumAddress
-    trainer_correct: bool
+    verdict: Verdict
 
 
 @dataclass(frozen=True)
@@ -140,15 +158,15 @@ class JobCancelled(ChainEvent):
 
 @dataclass(frozen=True)
 class JobChallenged(ChainEvent):
-    """A step of a submitted job was disputed."""
+    """A step of a submitted job was disputed; the records are the only copy on chain."""
 
     job_id: JobId
     challenger: ChecksumAddress
     step: int
     bond: Wei
-    record: bytes
-    committee: tuple[ChecksumAddress, ...]
-    vote_end: int
+    prev_record: bytes  # record step-1 (empty for step 0)
+    record: bytes  # record step
+    seed_block: int  # the committee is drawn from this block's hash
 
 
 @dataclass(frozen=True)
@@ -233,6 +251,24 @@ class ValidatorRegistered(ChainEvent):
 
 
 @dataclass(frozen=True)
+class ValidatorPenalized(ChainEvent):
+    """A committee member who did not vote lost part of its stake."""
+
+    job_id: JobId
+    validator: ChecksumAddress
+    amount: Wei
+
+
+@dataclass(frozen=True)
+class ValidatorRewarded(ChainEvent):
+    """A committee member who voted with the outcome was paid its share."""
+
+    job_id: JobId
+    validator: ChecksumAddress
+    amount: Wei
+
+
+@dataclass(frozen=True)
 class Withdrawn(ChainEvent):
     """A pending withdrawal was paid out."""
 
@@ -261,6 +297,7 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "bool": bool,
     "JobSpec": JobSpec.from_abi,
     "Outcome": Outcome,
+    "Verdict": Verdict,
     "tuple[ChecksumAddress, ...]": lambda v: tuple(to_checksum_address(a) for a in v),
     "JobId": JobId,
     "ProposalId": ProposalId,

@@ -3,6 +3,10 @@
 Each write method sends one transaction through the `Transactor` and returns its
 receipt (gas figures for the benchmark live there); reverts arrive as the
 `chain.reverts` class named like the Solidity error. Reads return `chain.records`.
+
+A dispute takes four moves: `challenge` (or `challenge_log`, which builds both Merkle
+proofs from the whole log), `draw_committee` once `drawable_at` is reached, `vote` by
+each committee member, and `resolve`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from web3.types import EventData, TxReceipt, Wei
 from chain.artifacts import contract_at
 from chain.errors import TransactionError
 from chain.event_records import ChainEvent, decode_event
+from chain.merkle import StepLogTree
 from chain.records import (
     Dispute,
     JobId,
@@ -29,6 +34,7 @@ from chain.records import (
     StakeAccount,
     SwarmRef,
     TrainingJob,
+    Verdict,
 )
 from chain.transactor import Transactor
 
@@ -99,13 +105,40 @@ class MarketClient:
         return await self.tx.transact(self.contract.functions.expire(job_id))
 
     async def challenge(
-        self, job_id: JobId, step: int, record: bytes, proof: Sequence[bytes], bond: Wei
+        self,
+        job_id: JobId,
+        step: int,
+        prev_record: bytes,
+        prev_proof: Sequence[bytes],
+        record: bytes,
+        proof: Sequence[bytes],
+        bond: Wei,
     ) -> TxReceipt:
-        fn = self.contract.functions.challenge(job_id, step, record, list(proof))
+        """Dispute `step`: records step-1 and step with their proofs (step 0: b"" and [])."""
+        fn = self.contract.functions.challenge(
+            job_id, step, prev_record, list(prev_proof), record, list(proof)
+        )
         return await self.tx.transact(fn, value=bond)
 
-    async def vote(self, job_id: JobId, *, trainer_correct: bool) -> TxReceipt:
-        return await self.tx.transact(self.contract.functions.vote(job_id, trainer_correct))
+    async def challenge_log(
+        self, job_id: JobId, step: int, records: Sequence[bytes], bond: Wei
+    ) -> TxReceipt:
+        """Dispute `step` of the submitted log `records`, building both proofs."""
+        tree = StepLogTree(records)
+        if step == 0:
+            prev_record, prev_proof = b"", []
+        else:
+            prev_record, prev_proof = records[step - 1], tree.proof(step - 1)
+        return await self.challenge(
+            job_id, step, prev_record, prev_proof, records[step], tree.proof(step), bond
+        )
+
+    async def draw_committee(self, job_id: JobId) -> TxReceipt:
+        """Draw the dispute's committee (or re-anchor its seed block if it is too old)."""
+        return await self.tx.transact(self.contract.functions.drawCommittee(job_id))
+
+    async def vote(self, job_id: JobId, verdict: Verdict) -> TxReceipt:
+        return await self.tx.transact(self.contract.functions.vote(job_id, int(verdict)))
 
     async def resolve(self, job_id: JobId) -> TxReceipt:
         return await self.tx.transact(self.contract.functions.resolve(job_id))
@@ -120,6 +153,9 @@ class MarketClient:
             min_challenge_bond=Wei(await self.tx.call(f.minChallengeBond())),
             voting_period=await self.tx.call(f.votingPeriod()),
             committee_size=await self.tx.call(f.committeeSize()),
+            draw_delay=await self.tx.call(f.drawDelay()),
+            validator_reward_bps=await self.tx.call(f.validatorRewardBps()),
+            absent_penalty_bps=await self.tx.call(f.absentPenaltyBps()),
         )
 
     async def job(self, job_id: JobId) -> TrainingJob:
@@ -164,9 +200,25 @@ class MarketClient:
     async def trainer_stake_for(self, reward: Wei) -> Wei:
         return Wei(await self.tx.call(self.contract.functions.trainerStakeFor(reward)))
 
+    async def verdict_of(self, job_id: JobId, address: str) -> Verdict:
+        fn = self.contract.functions.verdictOf(job_id, self._checksum(address))
+        return Verdict(await self.tx.call(fn))
+
     async def has_voted(self, job_id: JobId, address: str) -> bool:
-        fn = self.contract.functions.hasVoted(job_id, self._checksum(address))
-        return bool(await self.tx.call(fn))
+        return await self.verdict_of(job_id, address) != Verdict.NONE
+
+    async def drawable_at(self, job_id: JobId) -> int | None:
+        """The first block in which `draw_committee` can draw; None when no draw is due.
+
+        Send the draw once the head has reached this block: some nodes (anvil) estimate
+        gas against the head itself, not the block the transaction will land in.
+        """
+        block: int = await self.tx.call(self.contract.functions.drawableAt(job_id))
+        return block or None
+
+    async def block_number(self) -> int:
+        number: int = await self.tx.rpc(self.tx.w3.eth.block_number)
+        return number
 
     async def validators(self) -> list[ChecksumAddress]:
         count: int = await self.tx.call(self.contract.functions.validatorCount())

@@ -31,6 +31,7 @@ __all__ = [
     "StakeAccount",
     "SwarmRef",
     "TrainingJob",
+    "Verdict",
     "Wei",
     "swarm_ref",
 ]
@@ -93,7 +94,21 @@ class JobStatus(enum.IntEnum):
 class Outcome(enum.IntEnum):
     TRAINER_WON = 0
     CHALLENGER_WON = 1
-    TIMED_OUT = 2
+    TIMED_OUT = 2  # no committee drawn, or no majority, in time: trainer paid, bond returned
+    DATA_UNAVAILABLE = 3  # the majority could not fetch the log or checkpoint: trainer slashed
+
+    @property
+    def trainer_lost(self) -> bool:
+        return self in (Outcome.CHALLENGER_WON, Outcome.DATA_UNAVAILABLE)
+
+
+class Verdict(enum.IntEnum):
+    """A committee member's vote on a disputed step."""
+
+    NONE = 0  # not voted
+    TRAINER_CORRECT = 1  # re-executing the step gave the committed post-state
+    TRAINER_WRONG = 2  # it did not
+    DATA_UNAVAILABLE = 3  # the pre-state checkpoint or the log could not be fetched
 
 
 @dataclass(frozen=True)
@@ -103,16 +118,22 @@ class MarketParams:
     min_trainer_stake: Wei = _TENTH_ETHER  # floor of the stake a claim locks
     min_validator_stake: Wei = _TENTH_ETHER  # stake a committee seat locks
     min_challenge_bond: Wei = _HUNDREDTH_ETHER  # smallest bond a challenge may post
-    voting_period: int = 3600  # seconds a committee has to vote
+    voting_period: int = 3600  # seconds to draw a committee, then seconds it has to vote
     committee_size: int = 3  # validators drawn per dispute (fewer if fewer eligible)
+    draw_delay: int = 4  # blocks between a challenge and the block whose hash seeds the draw
+    validator_reward_bps: int = 2000  # share of the loser's forfeit for the majority voters
+    absent_penalty_bps: int = 5000  # share of min_validator_stake an absent member loses
 
-    def as_abi(self) -> tuple[int, int, int, int, int]:
+    def as_abi(self) -> tuple[int, ...]:
         return (
             self.min_trainer_stake,
             self.min_validator_stake,
             self.min_challenge_bond,
             self.voting_period,
             self.committee_size,
+            self.draw_delay,
+            self.validator_reward_bps,
+            self.absent_penalty_bps,
         )
 
 
@@ -194,24 +215,39 @@ class TrainingJob:
 class Dispute:
     challenger: ChecksumAddress
     bond: Wei
-    votes_for_trainer: int
-    step: int
-    vote_end: int
-    votes_for_challenger: int
-    record_hash: bytes
-    committee: tuple[ChecksumAddress, ...]
+    step: int  # the disputed step; its pre-state is record step-1's post-state
+    challenged_at: int  # unix time; a committee must be drawn within voting_period of it
+    vote_end: int  # 0 until the committee is drawn
+    seed_block: int  # the block whose hash seeds the draw
+    validators_at_challenge: int  # the draw picks among validators [0, this)
+    votes_trainer_correct: int
+    votes_trainer_wrong: int
+    votes_data_unavailable: int
+    record_hash: bytes  # leaf hash of record `step`
+    prev_record_hash: bytes | None  # leaf hash of record `step - 1`; None for step 0
+    committee: tuple[ChecksumAddress, ...]  # empty until drawn
+
+    @property
+    def drawn(self) -> bool:
+        return self.vote_end != 0
 
     @classmethod
     def from_abi(cls, raw: Any) -> Dispute:
-        challenger, bond, for_trainer, step, vote_end, for_challenger, record, committee = raw
+        (challenger, bond, step, challenged_at, vote_end, seed_block, snapshot, correct, wrong,
+         unavailable, record, prev, committee) = raw  # fmt: skip
         return cls(
             to_checksum_address(challenger),
             Wei(bond),
-            for_trainer,
             step,
+            challenged_at,
             vote_end,
-            for_challenger,
+            seed_block,
+            snapshot,
+            correct,
+            wrong,
+            unavailable,
             bytes(record),
+            None if bytes(prev) == bytes(32) else bytes(prev),
             tuple(to_checksum_address(a) for a in committee),
         )
 

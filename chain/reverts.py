@@ -71,6 +71,20 @@ class ChallengeWindowOpen(ContractRevert):
     arg_names = ("jobId", "endsAt")
 
 
+class CommitteeAlreadyDrawn(ContractRevert):
+    """The dispute's committee was drawn already."""
+
+    solidity_signature = "CommitteeAlreadyDrawn(uint256)"
+    arg_names = ("jobId",)
+
+
+class CommitteeNotDrawn(ContractRevert):
+    """No committee has been drawn for the dispute yet (call drawCommittee)."""
+
+    solidity_signature = "CommitteeNotDrawn(uint256)"
+    arg_names = ("jobId",)
+
+
 class DatasetRootMismatch(ContractRevert):
     """The job's dataset root is not the DAO's current root."""
 
@@ -90,6 +104,13 @@ class DeadlinePassed(ContractRevert):
 
     solidity_signature = "DeadlinePassed(uint256,uint256)"
     arg_names = ("jobId", "deadline")
+
+
+class DrawTooEarly(ContractRevert):
+    """The block whose hash seeds the committee is not mined yet."""
+
+    solidity_signature = "DrawTooEarly(uint256,uint256)"
+    arg_names = ("jobId", "drawableAtBlock")
 
 
 class IndexOutOfRange(ContractRevert):
@@ -141,6 +162,13 @@ class InvalidQuorum(ContractRevert):
     arg_names = ("quorumBps",)
 
 
+class InvalidVerdict(ContractRevert):
+    """A vote must be TrainerCorrect, TrainerWrong or DataUnavailable."""
+
+    solidity_signature = "InvalidVerdict()"
+    arg_names = ()
+
+
 class InvalidVotingPeriod(ContractRevert):
     """The voting period must be positive."""
 
@@ -180,6 +208,13 @@ class NoEligibleValidators(ContractRevert):
     """No staked validator outside the parties can form a committee."""
 
     solidity_signature = "NoEligibleValidators(uint256)"
+    arg_names = ("jobId",)
+
+
+class NoPreviousStep(ContractRevert):
+    """Step 0 has no previous record: its pre-state is the job's initial state."""
+
+    solidity_signature = "NoPreviousStep(uint256)"
     arg_names = ("jobId",)
 
 
@@ -296,14 +331,14 @@ class StepOutOfRange(ContractRevert):
 
 
 class VotingClosed(ContractRevert):
-    """The voting period is over."""
+    """The voting period (or a dispute's committee-drawing period) is over."""
 
     solidity_signature = "VotingClosed(uint256)"
     arg_names = ("id",)
 
 
 class VotingStillOpen(ContractRevert):
-    """The dispute has no majority and its voting period is still open."""
+    """The dispute has no majority and its voting (or drawing) period is still open."""
 
     solidity_signature = "VotingStillOpen(uint256,uint256)"
     arg_names = ("jobId", "endsAt")

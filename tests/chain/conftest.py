@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 import pytest_asyncio
 from eth_account.signers.local import LocalAccount
+from web3.types import RPCEndpoint
 
 from chain.client import ChainClient, close_web3, make_web3
 from chain.compile import NPM_INSTALL
@@ -17,7 +18,16 @@ from chain.deploy import Deployment, deploy_all
 from chain.devchain import AnvilChain, EmbeddedChain, dev_account, find_anvil
 from chain.market import MarketClient
 from chain.merkle import StepLogTree
-from chain.records import JobId, JobSpec, JobStatus, MarketParams, SwarmRef, Wei, swarm_ref
+from chain.records import (
+    Dispute,
+    JobId,
+    JobSpec,
+    JobStatus,
+    MarketParams,
+    SwarmRef,
+    Wei,
+    swarm_ref,
+)
 from chain.transactor import Transactor
 
 ETHER = 10**18
@@ -27,12 +37,16 @@ PARAMS = MarketParams(
     min_challenge_bond=Wei(ETHER // 100),
     voting_period=3600,
     committee_size=3,
+    draw_delay=2,
+    validator_reward_bps=2000,
+    absent_penalty_bps=5000,
 )
 REWARD = Wei(ETHER // 2)
 STEPS = 8
 DEADLINE_S = 24 * 3600
 WINDOW_S = 600
 ROLES = ("deployer", "requester", "trainer", "challenger", "v1", "v2", "v3", "outsider")
+VALIDATORS = ("v1", "v2", "v3")
 
 DevChain = EmbeddedChain | AnvilChain
 
@@ -87,6 +101,40 @@ class World:
         await self.market("trainer").claim(job_id)
         await self.market("trainer").submit(job_id, tree.root, ref(0xAD))
         return job_id, tree
+
+    async def mine(self, blocks: int) -> None:
+        """Mine `blocks` empty blocks (fast on both backends, for the 256-block window)."""
+        if isinstance(self.chain, EmbeddedChain):
+            self.chain.tester.mine_blocks(blocks)
+            return
+        provider = self.clients["deployer"].tx.w3.provider
+        response = await provider.make_request(RPCEndpoint("anvil_mine"), [hex(blocks)])
+        assert "error" not in response, response
+
+    async def disputed(
+        self, step: int = 5, records: list[bytes] | None = None
+    ) -> tuple[JobId, list[bytes]]:
+        """A submitted job whose step `step` `challenger` disputed with the minimum bond."""
+        records = records or step_records()
+        job_id, _ = await self.submitted(records)
+        await self.market("challenger").challenge_log(
+            job_id, step, records, PARAMS.min_challenge_bond
+        )
+        return job_id, records
+
+    async def draw(self, job_id: JobId) -> Dispute:
+        """Wait out the draw delay, draw the committee, and return the dispute."""
+        market = self.market("outsider")
+        drawable = await market.drawable_at(job_id)
+        assert drawable is not None
+        head = await market.block_number()
+        if head < drawable:  # anvil estimates gas against the head block itself
+            await self.mine(drawable - head)
+        await market.draw_committee(job_id)
+        return await market.dispute(job_id)
+
+    def role_of(self, address: str) -> str:
+        return next(role for role, account in self.accounts.items() if account.address == address)
 
     async def owed(self) -> int:
         """What the market owes: stakes + open escrows + open bonds + pending withdrawals."""

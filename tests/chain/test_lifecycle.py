@@ -1,15 +1,15 @@
-"""The training-job lifecycle, every ending, on py-evm and on anvil (conformance)."""
+"""The training-job lifecycle, every ending but disputes (test_disputes.py), on py-evm and
+on anvil (conformance)."""
 
 from __future__ import annotations
 
 import pytest
 
-from chain.event_records import DisputeResolved, JobPosted
+from chain.event_records import JobPosted
 from chain.events import EventPoller
-from chain.records import JobStatus, Outcome
-from chain.reverts import VotingStillOpen
+from chain.records import JobStatus
 
-from .conftest import ETHER, PARAMS, REWARD, WINDOW_S, World, ref
+from .conftest import ETHER, REWARD, WINDOW_S, World, ref
 
 pytestmark = pytest.mark.asyncio
 
@@ -50,80 +50,6 @@ async def _spec_of(world: World, job_id: int) -> object:
     assert posted.reward == REWARD
     assert posted.requester == world.address("requester")
     return posted.spec
-
-
-async def _dispute(world: World) -> tuple[int, list[str]]:
-    job_id, tree = await world.submitted()
-    step = 5
-    record = b"step 5: loss 0.1667"
-    assert tree.proof(step)  # the record below is the real leaf 5
-    await world.market("challenger").challenge(
-        job_id, step, record, tree.proof(step), PARAMS.min_challenge_bond
-    )
-    dispute = await world.market("outsider").dispute(job_id)
-    assert dispute.challenger == world.address("challenger")
-    assert dispute.step == step
-    assert set(dispute.committee) == {world.address(r) for r in ("v1", "v2", "v3")}
-    assert (await world.market("outsider").job(job_id)).status == JobStatus.DISPUTED
-    await world.assert_solvent()
-    roles = {world.address(r): r for r in ("v1", "v2", "v3")}
-    return job_id, [roles[a] for a in dispute.committee]
-
-
-async def test_dispute_won_by_challenger_slashes_the_trainer(world: World) -> None:
-    job_id, committee = await _dispute(world)
-    market = world.market("outsider")
-    trainer = world.address("trainer")
-    staked = (await market.account(trainer)).staked
-    for role in committee[:2]:
-        await world.market(role).vote(job_id, trainer_correct=False)
-    await world.market("outsider").resolve(job_id)
-
-    assert (await market.job(job_id)).status == JobStatus.SLASHED
-    slashed = REWARD  # trainerStakeFor(REWARD) == REWARD above the floor
-    assert (await market.account(trainer)).staked == staked - slashed
-    assert (await market.account(trainer)).locked == 0
-    assert await market.pending_withdrawal(world.address("challenger")) == (
-        slashed + PARAMS.min_challenge_bond
-    )
-    assert await market.pending_withdrawal(world.address("requester")) == REWARD
-    assert await market.pending_withdrawal(trainer) == 0
-    for role in ("v1", "v2", "v3"):
-        assert (await market.account(world.address(role))).locked == 0
-    (resolved,) = await market.events("DisputeResolved", jobId=job_id)
-    assert isinstance(resolved, DisputeResolved)
-    assert resolved.outcome == Outcome.CHALLENGER_WON
-    await world.assert_solvent()
-
-
-async def test_dispute_won_by_trainer_pays_reward_and_bond(world: World) -> None:
-    job_id, committee = await _dispute(world)
-    market = world.market("outsider")
-    await world.market(committee[0]).vote(job_id, trainer_correct=True)
-    with pytest.raises(VotingStillOpen):  # one vote of three is no majority yet
-        await market.resolve(job_id)
-    await world.market(committee[1]).vote(job_id, trainer_correct=True)
-    await market.resolve(job_id)
-    assert (await market.job(job_id)).status == JobStatus.FINALIZED
-    assert await market.pending_withdrawal(world.address("trainer")) == (
-        REWARD + PARAMS.min_challenge_bond
-    )
-    assert await market.pending_withdrawal(world.address("challenger")) == 0
-    await world.assert_solvent()
-
-
-async def test_dispute_without_majority_times_out_for_the_parties(world: World) -> None:
-    job_id, committee = await _dispute(world)
-    market = world.market("outsider")
-    await world.market(committee[0]).vote(job_id, trainer_correct=False)
-    await world.chain.advance_time(PARAMS.voting_period + 1)
-    await market.resolve(job_id)
-    assert (await market.job(job_id)).status == JobStatus.FINALIZED
-    assert await market.pending_withdrawal(world.address("trainer")) == REWARD
-    assert await market.pending_withdrawal(world.address("challenger")) == (
-        PARAMS.min_challenge_bond
-    )
-    await world.assert_solvent()
 
 
 async def test_claimed_job_past_deadline_refunds_requester_and_slashes(world: World) -> None:
