@@ -1,0 +1,450 @@
+"""`noosphere verify`, `train worker|validator`, `adapter fetch`: the training market's roles.
+
+    noosphere verify JOB [--samples S] [--challenge/--no-challenge] [--bond ETH] [--yes]
+    noosphere train worker --opt-in [--max-jobs N] [--threads T] [--max-memory GB]
+                           [--device cpu|cuda] [--yes]
+    noosphere train validator [--stake ETH] [--once] [--yes]
+    noosphere adapter fetch JOB
+
+The library work lives in `trainer.worker`, `trainer.validator` and
+`trainer.jobspec`; this module wires the node's model, keystore, chain and Swarm
+access to it, asks the owner before chain writes, and prints progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from agent.errors import NoosphereError
+from agent.models import resolve_model
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from agent.cli import CliState
+    from chain.client import ChainClient
+
+_WORKER_PLAN = """\
+`noosphere train worker` sells this machine's spare compute to training jobs:
+  - it stakes (after asking) what claiming a job locks on the TrainingMarket;
+  - it claims only posted jobs whose base model is this node's GGUF, whose
+    execution profile matches this process and whose memory estimate fits;
+  - it trains them (CPU), saving its state after every step under the node home,
+    uploads the step log, checkpoints and adapter to Swarm and submits the log root;
+  - after the challenge window it finalizes the job and withdraws the reward.
+A wrong step loses the stake. Pass --opt-in to start."""
+
+
+class TrainCommandError(NoosphereError):
+    """A training-market error, reported as one line."""
+
+
+class ProfileRefusal(NoosphereError):
+    """This process cannot reproduce the job's execution profile: no verdict either way."""
+
+    exit_status = 2
+
+
+def _model_path(state: CliState) -> Path:
+    cfg = state.config
+    return resolve_model(cfg.model, cfg.models_dir(state.home.root)).path
+
+
+async def _base(path: Path) -> nn.Module:
+    from trainer.model import load_base_model
+
+    return await asyncio.to_thread(load_base_model, path)
+
+
+def register(main: click.Group) -> None:
+    """Add `verify`, `train` and `adapter` to the root group."""
+    main.add_command(verify)
+    main.add_command(train)
+    main.add_command(adapter)
+
+
+# ---------------------------------------------------------------- verify
+
+
+@click.command("verify")
+@click.argument("job_id", type=click.IntRange(1))
+@click.option("--samples", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--challenge/--no-challenge", default=True, help="File a challenge on a wrong step.")
+@click.option("--bond", help="Challenge bond in ether (default: the market's minimum).")
+@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask before challenging.")
+@click.option("--deployment", "deployment_file", type=click.Path(path_type=Path))
+@click.pass_obj
+def verify(
+    state: CliState,
+    job_id: int,
+    samples: int,
+    challenge: bool,
+    bond: str | None,
+    assume_yes: bool,
+    deployment_file: Path | None,
+) -> None:
+    """Replay SAMPLES random steps of JOB_ID's submitted log; challenge the first wrong one."""
+    from agent.cli import handle_errors
+
+    handle_errors(_verify)(state, job_id, samples, challenge, bond, assume_yes, deployment_file)
+
+
+def _verify(
+    state: CliState,
+    job_id: int,
+    samples: int,
+    challenge: bool,
+    bond: str | None,
+    assume_yes: bool,
+    deployment_file: Path | None,
+) -> None:
+    from agent.cli_chain import confirm, parse_ether, with_client
+    from agent.services import open_swarm
+    from chain.records import JobId, Wei
+    from trainer.errors import ProfileMismatch, TrainerError
+    from trainer.validator import verify_job
+
+    wei = parse_ether(bond) if bond else None
+    model = _model_path(state)
+    cfg = state.config
+
+    async def work(client: ChainClient) -> int:
+        base = await _base(model)
+        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+            try:
+                run, verdict = await verify_job(
+                    client.market, swarm.bee, base, JobId(job_id), samples=samples
+                )
+            except ProfileMismatch as exc:
+                raise ProfileRefusal(f"refusing to judge job {job_id}: {exc}") from None
+            except TrainerError as exc:
+                raise TrainCommandError(f"job {job_id}: {exc}") from None
+        for result in verdict.replays:
+            if result.mismatch is None:
+                click.echo(
+                    f"step {result.target}: match (replayed from checkpoint {result.checkpoint}, "
+                    f"{result.seconds:.1f}s)"
+                )
+            else:
+                m = result.mismatch
+                click.echo(
+                    f"step {m.step}: DIFFERS in {', '.join(m.fields)} (distance {m.distance:.3g})"
+                )
+        if verdict.honest:
+            click.echo(f"job {job_id}: {verdict.reason} ({len(run.log)} steps in the log)")
+            return 0
+        click.echo(f"job {job_id}: step {verdict.wrong_step} is wrong: {verdict.reason}")
+        args = verdict.challenge
+        if not challenge or args is None:
+            return 1
+        amount = wei if wei is not None else (await client.market.params()).min_challenge_bond
+        confirm(assume_yes, f"challenge step {args.step} of job {job_id} with {amount} wei")
+        await client.market.challenge(
+            JobId(job_id),
+            args.step,
+            args.previous_record or b"",
+            args.previous_proof or [],
+            args.record,
+            args.proof,
+            Wei(amount),
+        )
+        click.echo(f"challenged step {args.step} of job {job_id}")
+        return 1
+
+    code = with_client(state, deployment_file, work, signer=challenge)
+    if code:
+        sys.exit(code)
+
+
+# ---------------------------------------------------------------- train
+
+
+@click.group("train")
+def train() -> None:
+    """Sell compute to training jobs (worker) or judge their disputes (validator)."""
+
+
+@train.command("worker")
+@click.option("--opt-in", "opt_in", is_flag=True, help="Agree to stake and train for the market.")
+@click.option("--max-jobs", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option("--max-memory", type=click.FloatRange(0.1), help="Most GiB a job may need.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--poll", type=click.FloatRange(0.05), default=5.0, show_default=True)
+@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask before staking.")
+@click.option("--deployment", "deployment_file", type=click.Path(path_type=Path))
+@click.pass_obj
+def train_worker(
+    state: CliState,
+    opt_in: bool,
+    max_jobs: int,
+    threads: int,
+    max_memory: float | None,
+    device: str,
+    poll: float,
+    assume_yes: bool,
+    deployment_file: Path | None,
+) -> None:
+    """Claim, train and submit jobs this node can run; SIGUSR1 pauses/resumes, SIGTERM stops."""
+    from agent.cli import handle_errors
+
+    if not opt_in:
+        click.echo(_WORKER_PLAN, err=True)
+        sys.exit(2)
+    handle_errors(_worker)(
+        state, max_jobs, threads, max_memory, device, poll, assume_yes, deployment_file
+    )
+
+
+def _worker(
+    state: CliState,
+    max_jobs: int,
+    threads: int,
+    max_memory: float | None,
+    device: str,
+    poll: float,
+    assume_yes: bool,
+    deployment_file: Path | None,
+) -> None:
+    from agent.cli_chain import confirm, with_client
+    from agent.services import open_swarm
+    from trainer.errors import TrainerError
+    from trainer.profile import pin_profile
+    from trainer.worker import Dishonesty, Worker, WorkerControl, WorkerSettings
+
+    if device == "cuda":
+        raise TrainCommandError(
+            "CUDA training is not available: the step engine runs the pinned CPU profile only"
+        )
+    try:
+        dishonesty = Dishonesty.from_env()
+    except TrainerError as exc:
+        raise TrainCommandError(str(exc)) from None
+    model = _model_path(state)
+    cfg = state.config
+    control = WorkerControl()
+
+    async def approve(action: str) -> bool:
+        confirm(assume_yes, action)
+        return True
+
+    async def work(client: ChainClient) -> None:
+        loop = asyncio.get_running_loop()
+
+        def pause() -> None:
+            control.toggle_pause()
+            click.echo("paused (at the next step boundary)" if control.paused else "resumed")
+
+        loop.add_signal_handler(signal.SIGUSR1, pause)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, control.stop)
+        profile = pin_profile(threads)
+        click.echo(f"worker {client.tx.address}: profile {profile.hash.hex()[:16]}..., {model}")
+        base = await _base(model)
+        settings = WorkerSettings(
+            model_path=model,
+            state_dir=state.home.root / "trainer",
+            max_jobs=max_jobs,
+            max_memory=int(max_memory * 2**30) if max_memory else None,
+            poll_s=poll,
+            dishonesty=dishonesty,
+        )
+        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+            worker = Worker(
+                client.market,
+                swarm.bee,
+                swarm.batch,
+                base,
+                settings,
+                control=control,
+                approve=approve,
+                say=click.echo,
+            )
+            try:
+                outcomes = await worker.run()
+            except TrainerError as exc:
+                raise TrainCommandError(str(exc)) from None
+        for outcome in outcomes:
+            click.echo(f"job {outcome.job_id}: {', '.join(outcome.notes) or 'submitted'}")
+
+    with_client(state, deployment_file, work, signer=True)
+
+
+@train.command("validator")
+@click.option("--stake", "stake_eth", help="Stake in ether (default: the validator minimum).")
+@click.option("--once", is_flag=True, help="One pass over open disputes, then exit.")
+@click.option("--poll", type=click.FloatRange(0.05), default=5.0, show_default=True)
+@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask before staking.")
+@click.option("--deployment", "deployment_file", type=click.Path(path_type=Path))
+@click.pass_obj
+def train_validator(
+    state: CliState,
+    stake_eth: str | None,
+    once: bool,
+    poll: float,
+    assume_yes: bool,
+    deployment_file: Path | None,
+) -> None:
+    """Register and stake as a validator; draw, judge and vote on disputes you sit on."""
+    from agent.cli import handle_errors
+
+    handle_errors(_validator)(state, stake_eth, once, poll, assume_yes, deployment_file)
+
+
+def _validator(
+    state: CliState,
+    stake_eth: str | None,
+    once: bool,
+    poll: float,
+    assume_yes: bool,
+    deployment_file: Path | None,
+) -> None:
+    from agent.cli_chain import confirm, parse_ether, with_client
+    from agent.services import open_swarm
+    from trainer.validator import Validator
+
+    wei = parse_ether(stake_eth) if stake_eth else None
+    model = _model_path(state)
+    cfg = state.config
+    stopping = asyncio.Event()
+
+    async def work(client: ChainClient) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        amount = wei if wei is not None else (await client.market.params()).min_validator_stake
+        if client.tx.address not in await client.market.validators():
+            confirm(assume_yes, f"stake {amount} wei and register as a validator")
+        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+            validator = Validator(client.market, swarm.bee, None, say=click.echo)
+            await validator.ensure_registered(amount)
+            if once and not await validator.disputes_to_judge():
+                return
+            validator.base = await _base(model)
+            while not stopping.is_set():
+                await validator.watch_once()
+                if once:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), poll)
+
+    with_client(state, deployment_file, work, signer=True)
+
+
+# ---------------------------------------------------------------- adapter
+
+
+@click.group("adapter")
+def adapter() -> None:
+    """Trained LoRA adapters from the training market."""
+
+
+@adapter.command("fetch")
+@click.argument("job_id", type=click.IntRange(1))
+@click.option("--deployment", "deployment_file", type=click.Path(path_type=Path))
+@click.pass_obj
+def adapter_fetch(state: CliState, job_id: int, deployment_file: Path | None) -> None:
+    """Download JOB_ID's adapter, check its committed hash, store it in the node home."""
+    from agent.cli import handle_errors
+
+    handle_errors(_adapter_fetch)(state, job_id, deployment_file)
+
+
+def _adapter_fetch(state: CliState, job_id: int, deployment_file: Path | None) -> None:
+    from agent.cli_chain import with_client
+    from agent.services import open_swarm
+    from chain.records import JobId
+    from trainer.errors import TrainerError
+    from trainer.validator import fetch_job_adapter
+
+    cfg = state.config
+    target = state.home.root / "adapters" / f"job-{job_id}.gguf"
+
+    async def work(client: ChainClient) -> bytes:
+        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+            try:
+                data, _ = await fetch_job_adapter(client.market, swarm.bee, JobId(job_id))
+            except TrainerError as exc:
+                raise TrainCommandError(f"job {job_id}: {exc}") from None
+        return data
+
+    data = with_client(state, deployment_file, work, signer=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(target)
+    click.echo(str(target))
+    click.echo(
+        f"use it with: noosphere --set 'model.adapters=[{{path=\"{target}\", scale=1.0}}]' chat",
+        err=True,
+    )
+
+
+# ---------------------------------------------------------------- job post (requester)
+
+
+async def post_document(
+    state: CliState,
+    client: ChainClient,
+    dao: str,
+    manifest: str | None,
+    hyperparams: dict[str, float | int],
+    threads: int,
+) -> bytes:
+    """Upload the job document for `job post` without --hyperparams; its reference.
+
+    The dataset manifest is --manifest or the description the DAO stored with its
+    current root (`dataset create ROOT MANIFEST_REF`); either way its Merkle root
+    must be the DAO's current root.
+    """
+    from agent.cli_chain import parse_ref
+    from agent.services import open_swarm
+    from trainer.errors import TrainerError
+    from trainer.jobspec import JobDocument, upload_job_document
+    from trainer.profile import pin_profile
+    from trainer.step import Hyperparams
+
+    handle = client.dao(dao)
+    root = bytes(await handle.current_root())
+    if manifest is not None:
+        manifest_ref = bytes(parse_ref(manifest))
+    else:
+        history = await handle.history()
+        current = [h for h in history if bytes(h.root) == root]
+        if not current:
+            raise TrainCommandError(f"DAO {dao} has no history entry for its root: pass --manifest")
+        manifest_ref = bytes(current[-1].description)
+    rank = int(hyperparams.pop("rank"))
+    try:
+        hp = Hyperparams(rank=rank, alpha=2.0 * rank, **hyperparams)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise TrainCommandError(f"hyperparameters: {exc}") from None
+    cfg = state.config
+    try:
+        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+            from trainer.dataset import fetch_manifest
+
+            found = await fetch_manifest(swarm.bee, manifest_ref)
+            if found.root != root:
+                raise TrainCommandError(
+                    f"manifest {manifest_ref.hex()} has root {found.root.hex()}, "
+                    f"not the DAO's current root {root.hex()}"
+                )
+            document = JobDocument(hp, pin_profile(threads), manifest_ref, root)
+            return await upload_job_document(swarm.bee, swarm.batch, document)
+    except TrainerError as exc:
+        raise TrainCommandError(f"dataset manifest {manifest_ref.hex()}: {exc}") from None
+
+
+def node_model_hash(state: CliState) -> bytes:
+    """keccak256 of this node's GGUF: the base model a job posted from here names."""
+    from trainer.model import base_model_hash
+
+    return base_model_hash(_model_path(state))

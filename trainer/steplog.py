@@ -1,0 +1,357 @@
+"""The step log: one canonical record per step, a Merkle root over them, checkpoints on Swarm.
+
+A `StepRecord` is what `TrainingMarket.challenge` receives as `record`: its leaf
+is keccak256(0x00 || record bytes) in `chain.merkle.StepLogTree`, whose root the
+trainer submits as `logRoot`. A record carries its index, the batch (per row: shard
+reference, shard index, offset and the shard's inclusion proof to the dataset
+root), the seed, the hyperparameters hash, the trainable-state hash before and
+after, the loss as float32 bits and the execution-profile hash.
+
+`RunManifest` is the job result document on Swarm: the log's reference, the
+checkpoints (state before every K-th step and after the last, by reference and
+state hash), the adapter's reference and hash. `upload_run` / `fetch_run` move it;
+`fetch_checkpoint` brings back one checkpoint and checks it against its hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from chain.merkle import StepLogTree, verify_proof
+from swarm_vectordb.bee import BatchId, SwarmError, keccak256
+from trainer import codec
+from trainer.dataset import ShardSink, ShardSource, check_inclusion, swarm_reference
+from trainer.errors import (
+    CheckpointError,
+    CheckpointMissing,
+    InclusionProofError,
+    MalformedRecordError,
+    ShardReferenceMismatch,
+    StepLogError,
+    StorageError,
+)
+
+__all__ = [
+    "RECORD_VERSION",
+    "BatchEntry",
+    "CheckpointEntry",
+    "RunManifest",
+    "StepLog",
+    "StepRecord",
+    "fetch_checkpoint",
+    "fetch_run",
+    "upload_run",
+]
+
+RECORD_VERSION = 1
+LOG_VERSION = 1
+RUN_VERSION = 1
+MAX_RECORD = 64 * 1024
+MAX_PROOF_DEPTH = 40
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """One batch row: the shard it reads (reference, leaf index, proof) and the offset."""
+
+    reference: bytes
+    shard: int
+    offset: int
+    proof: tuple[bytes, ...]
+
+    def check(self, dataset_root: bytes) -> None:
+        """`InclusionProofError` unless the shard is leaf `shard` under `dataset_root`."""
+        check_inclusion(self.reference, self.shard, self.proof, dataset_root)
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """The committed account of one training step."""
+
+    index: int
+    batch: tuple[BatchEntry, ...]
+    seed: int
+    hyperparams: bytes  # keccak of the hyperparameter document
+    pre_state: bytes  # keccak of the trainable state before the step
+    post_state: bytes  # ... and after it
+    loss_bits: int  # float32 bits of the step's loss
+    profile: bytes  # execution-profile hash the step ran under
+
+    def encode(self) -> bytes:
+        return codec.pack(
+            {
+                "version": RECORD_VERSION,
+                "index": self.index,
+                "batch": [[b.reference, b.shard, b.offset, list(b.proof)] for b in self.batch],
+                "seed": self.seed,
+                "hyperparams": self.hyperparams,
+                "pre_state": self.pre_state,
+                "post_state": self.post_state,
+                "loss_bits": self.loss_bits,
+                "profile": self.profile,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> StepRecord:
+        doc = codec.unpack(
+            data,
+            what="step record",
+            version=RECORD_VERSION,
+            keys=frozenset(
+                {
+                    "index",
+                    "batch",
+                    "seed",
+                    "hyperparams",
+                    "pre_state",
+                    "post_state",
+                    "loss_bits",
+                    "profile",
+                }
+            ),
+            error=MalformedRecordError,
+            max_bytes=MAX_RECORD,
+        )
+        batch = []
+        for row in doc.items("batch", max_len=4096):
+            if (
+                not isinstance(row, list)
+                or len(row) != 4
+                or not isinstance(row[0], bytes)
+                or len(row[0]) != 32
+                or type(row[1]) is not int
+                or type(row[2]) is not int
+                or row[1] < 0
+                or row[2] < 0
+                or not isinstance(row[3], list)
+                or len(row[3]) > MAX_PROOF_DEPTH
+                or not all(isinstance(p, bytes) and len(p) == 32 for p in row[3])
+            ):
+                raise doc.fail(f"malformed batch row {str(row)[:80]}")
+            batch.append(BatchEntry(row[0], row[1], row[2], tuple(row[3])))
+        if not batch:
+            raise doc.fail("empty batch")
+        return cls(
+            index=doc.integer("index", high=2**32 - 1),
+            batch=tuple(batch),
+            seed=doc.integer("seed"),
+            hyperparams=doc.blob("hyperparams", size=32),
+            pre_state=doc.blob("pre_state", size=32),
+            post_state=doc.blob("post_state", size=32),
+            loss_bits=doc.integer("loss_bits", high=2**32 - 1),
+            profile=doc.blob("profile", size=32),
+        )
+
+
+class StepLog:
+    """Records in step order and the Merkle tree the chain verifies."""
+
+    def __init__(self, records: Sequence[StepRecord]) -> None:
+        if not records:
+            raise StepLogError("a step log needs at least one record")
+        for position, record in enumerate(records):
+            if record.index != position:
+                raise StepLogError(f"record at position {position} claims step {record.index}")
+        self.records = list(records)
+        self.encoded = [r.encode() for r in records]
+        self._tree = StepLogTree(self.encoded)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def root(self) -> bytes:
+        return self._tree.root
+
+    def proof(self, step: int) -> list[bytes]:
+        return self._tree.proof(step)
+
+    def challenge_args(self, step: int) -> tuple[int, bytes, list[bytes]]:
+        """(step, record bytes, proof): what `TrainingMarket.challenge` takes for `step`."""
+        return step, self.encoded[step], self.proof(step)
+
+    @staticmethod
+    def verify_record(record: bytes, step: int, proof: Sequence[bytes], root: bytes) -> StepRecord:
+        """A record received with a proof, trusted only if it is leaf `step` under `root`."""
+        if not verify_proof(record, step, proof, root):
+            raise InclusionProofError(f"record is not step {step} of log root {root.hex()}")
+        decoded = StepRecord.decode(record)
+        if decoded.index != step:
+            raise MalformedRecordError(f"record claims step {decoded.index}, proven at {step}")
+        return decoded
+
+    def encode(self) -> bytes:
+        return codec.pack({"version": LOG_VERSION, "records": self.encoded})
+
+    @classmethod
+    def decode(cls, data: bytes) -> StepLog:
+        doc = codec.unpack(
+            data,
+            what="step log",
+            version=LOG_VERSION,
+            keys=frozenset({"records"}),
+            error=MalformedRecordError,
+        )
+        raw = doc.items("records", max_len=10_000_000)
+        if not all(isinstance(r, bytes) for r in raw):
+            raise doc.fail("records must be byte strings")
+        return cls([StepRecord.decode(r) for r in raw])
+
+
+@dataclass(frozen=True)
+class CheckpointEntry:
+    step: int  # the state before this step (== steps: the final state)
+    state_hash: bytes
+    reference: bytes
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """The job result on Swarm: where the log, checkpoints and adapter are."""
+
+    log_root: bytes
+    log_reference: bytes
+    steps: int
+    checkpoints: tuple[CheckpointEntry, ...]
+    adapter_reference: bytes
+    adapter_hash: bytes
+
+    def encode(self) -> bytes:
+        return codec.pack(
+            {
+                "version": RUN_VERSION,
+                "log_root": self.log_root,
+                "log_reference": self.log_reference,
+                "steps": self.steps,
+                "checkpoints": [[c.step, c.state_hash, c.reference] for c in self.checkpoints],
+                "adapter_reference": self.adapter_reference,
+                "adapter_hash": self.adapter_hash,
+            }
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> RunManifest:
+        doc = codec.unpack(
+            data,
+            what="run manifest",
+            version=RUN_VERSION,
+            keys=frozenset(
+                {
+                    "log_root",
+                    "log_reference",
+                    "steps",
+                    "checkpoints",
+                    "adapter_reference",
+                    "adapter_hash",
+                }
+            ),
+            error=StepLogError,
+        )
+        entries = []
+        for item in doc.items("checkpoints", max_len=1_000_000):
+            if (
+                not isinstance(item, list)
+                or len(item) != 3
+                or type(item[0]) is not int
+                or not all(isinstance(x, bytes) and len(x) == 32 for x in item[1:])
+            ):
+                raise doc.fail(f"malformed checkpoint entry {str(item)[:80]}")
+            entries.append(CheckpointEntry(item[0], item[1], item[2]))
+        return cls(
+            log_root=doc.blob("log_root", size=32),
+            log_reference=doc.blob("log_reference", size=32),
+            steps=doc.integer("steps", low=1, high=2**32 - 1),
+            checkpoints=tuple(entries),
+            adapter_reference=doc.blob("adapter_reference", size=32),
+            adapter_hash=doc.blob("adapter_hash", size=32),
+        )
+
+    def nearest_checkpoint(self, step: int) -> CheckpointEntry:
+        """The latest checkpoint at or before `step`; `CheckpointMissing` if none."""
+        before = [c for c in self.checkpoints if c.step <= step]
+        if not before:
+            raise CheckpointMissing(f"no checkpoint at or before step {step}")
+        return max(before, key=lambda c: c.step)
+
+
+async def _put(sink: ShardSink, batch: BatchId, data: bytes) -> bytes:
+    try:
+        returned = bytes(await sink.upload_bytes(data, batch))
+    except SwarmError as exc:
+        raise StorageError(f"uploading {len(data)} bytes to Swarm failed: {exc}") from exc
+    expected = swarm_reference(data)
+    if returned != expected:
+        raise ShardReferenceMismatch(expected, returned)
+    return returned
+
+
+async def upload_run(
+    sink: ShardSink,
+    batch: BatchId,
+    log: StepLog,
+    checkpoints: Mapping[int, bytes],
+    adapter: bytes,
+) -> tuple[bytes, RunManifest, int]:
+    """Upload log, checkpoints (state bytes by step), adapter and the run manifest.
+
+    Returns (manifest reference, manifest, bytes uploaded).
+    """
+    log_bytes = log.encode()
+    steps = sorted(checkpoints)
+    log_ref, adapter_ref, *refs = await asyncio.gather(
+        _put(sink, batch, log_bytes),
+        _put(sink, batch, adapter),
+        *(_put(sink, batch, checkpoints[s]) for s in steps),
+    )
+    manifest = RunManifest(
+        log_root=log.root,
+        log_reference=log_ref,
+        steps=len(log),
+        checkpoints=tuple(
+            CheckpointEntry(s, keccak256(checkpoints[s]), r)
+            for s, r in zip(steps, refs, strict=True)
+        ),
+        adapter_reference=adapter_ref,
+        adapter_hash=keccak256(adapter),
+    )
+    encoded = manifest.encode()
+    reference = await _put(sink, batch, encoded)
+    sent = len(log_bytes) + len(adapter) + sum(len(c) for c in checkpoints.values()) + len(encoded)
+    return reference, manifest, sent
+
+
+async def _get(source: ShardSource, reference: bytes, what: str, time_limit: float) -> bytes:
+    try:
+        data = await source.download_bytes(reference, time_limit=time_limit)
+    except SwarmError as exc:
+        raise StorageError(f"{what} {reference.hex()} is not retrievable: {exc}") from exc
+    if swarm_reference(data) != reference:
+        raise ShardReferenceMismatch(reference, swarm_reference(data))
+    return data
+
+
+async def fetch_run(
+    source: ShardSource, reference: bytes, *, time_limit: float = 120.0
+) -> tuple[RunManifest, StepLog]:
+    """The run manifest and its step log, the log checked against the manifest's root."""
+    manifest = RunManifest.decode(await _get(source, reference, "run manifest", time_limit))
+    log = StepLog.decode(await _get(source, manifest.log_reference, "step log", time_limit))
+    if log.root != manifest.log_root or len(log) != manifest.steps:
+        raise StepLogError("the step log on Swarm does not match the run manifest's root")
+    return manifest, log
+
+
+async def fetch_checkpoint(
+    source: ShardSource, entry: CheckpointEntry, *, time_limit: float = 120.0
+) -> bytes:
+    """One checkpoint's bytes; `CheckpointMissing` if Swarm cannot serve them."""
+    try:
+        data = await _get(source, entry.reference, "checkpoint", time_limit)
+    except StorageError as exc:
+        raise CheckpointMissing(f"checkpoint of step {entry.step} is missing: {exc}") from exc
+    if keccak256(data) != entry.state_hash:
+        raise CheckpointError(f"checkpoint of step {entry.step} does not hash to its state hash")
+    return data
