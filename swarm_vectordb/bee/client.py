@@ -18,7 +18,9 @@ for ``/bytes``, overridable per call). Failures are ``SwarmError``: HTTP
 statuses map to ``BeeHttpError`` leaves carrying Bee's JSON ``message``;
 aiohttp's timeouts and connection errors become ``SwarmTimeoutError`` and
 ``SwarmConnectionError`` here, at the boundary. Uploads always send
-``Swarm-Redundancy-Level: 0`` so references stay plain chunk trees.
+``Swarm-Redundancy-Level: 0`` so references stay plain chunk trees, and
+``/bytes`` downloads send it too, so Bee does not hunt for replicas that were
+never made.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from urllib.parse import quote
 from swarm_vectordb.bee.bmt import Chunk, ChunkAddress
 from swarm_vectordb.bee.chunktree import ChunkTreeSplitter, join_async
 from swarm_vectordb.bee.errors import (
+    BeeHttpError,
     ChunkAddressMismatch,
     NotFoundError,
     SwarmError,
@@ -58,6 +61,12 @@ from swarm_vectordb.bee.transport import PIECE, ClientState, HttpTransport, Repl
 __all__ = ["BeeClient", "ClientState"]
 
 
+_PLAIN_TREE = {"Swarm-Redundancy-Level": "0"}
+"""Downloads name the level too: Bee's default (PARANOID) looks for replicas of a root
+that is missing, which turns a quick 404 into a minute of retrieval attempts."""
+_NO_PEER_HAD_IT = "read chunk failed"
+
+
 def _reference(reply: Reply) -> ChunkAddress:
     return ChunkAddress(parse_hex(reply.json().get("reference"), 32, what="reference"))
 
@@ -75,6 +84,8 @@ class BeeClient:
         self._http = HttpTransport(url, timeout)
         self.transfer_timeout = transfer_timeout
         self._subscriptions: set[Subscription] = set()
+        self._written_feeds: dict[tuple[bytes, bytes], int] = {}
+        """Highest update index this client wrote per (owner, topic): see write_next_feed_update."""
 
     @classmethod
     async def create(
@@ -161,7 +172,8 @@ class BeeClient:
         """Upload data of any size (bytes, or streamed from an async iterable); its reference.
 
         The reference is computed here as the data goes out and must match the
-        node's, else ``ChunkAddressMismatch``.
+        node's, else ``ChunkAddressMismatch``. The upload is not deferred: when it
+        returns, the chunks have reached the network, not only the local node.
         """
         splitter = ChunkTreeSplitter()
 
@@ -179,6 +191,9 @@ class BeeClient:
                     yield bytes(piece)
 
         headers = self._upload_headers(batch, pin)
+        # Bee defers /bytes uploads (stores locally, pushes later); pushing at once means
+        # the reference is retrievable from other nodes when it is returned.
+        headers["Swarm-Deferred-Upload"] = "false"
         if isinstance(data, bytes | bytearray | memoryview):
             headers["Content-Length"] = str(len(data))
         reply = await self._http.call(
@@ -203,7 +218,10 @@ class BeeClient:
         splitter = ChunkTreeSplitter()
         limit = self.transfer_timeout if time_limit is None else time_limit
         async with self._http.response(
-            "GET", f"/bytes/{bytes(reference).hex()}", time_limit=limit
+            "GET",
+            f"/bytes/{bytes(reference).hex()}",
+            time_limit=limit,
+            headers=_PLAIN_TREE,
         ) as r:
             async for piece in r.content.iter_chunked(PIECE):
                 splitter.write(piece)
@@ -231,8 +249,17 @@ class BeeClient:
         return _check_reference(_reference(reply), chunk.address)
 
     async def download_chunk_data(self, address: bytes) -> bytes:
-        """Raw bytes stored at ``address`` (a CAC's ``span || payload`` or a SOC), unchecked."""
-        return (await self._http.call("GET", f"/chunks/{bytes(address).hex()}")).body
+        """Raw bytes stored at ``address`` (a CAC's ``span || payload`` or a SOC), unchecked.
+
+        ``NotFoundError`` when the node does not have it and no peer delivers it:
+        Bee says 404, or 500 ``read chunk failed`` when it ran out of peers to ask.
+        """
+        try:
+            return (await self._http.call("GET", f"/chunks/{bytes(address).hex()}")).body
+        except BeeHttpError as error:
+            if error.status == 500 and error.message == _NO_PEER_HAD_IT:
+                raise NotFoundError(error.status, error.message) from error
+            raise
 
     async def download_chunk(self, address: bytes) -> Chunk:
         """The content-addressed chunk at ``address``, verified."""
@@ -270,15 +297,24 @@ class BeeClient:
         """Sign and upload update ``index`` (v2: the wrapped chunk is the content)."""
         soc = make_v2_update(private_key, topic, index, content)
         await self.upload_soc(soc, batch)
+        key = (soc.owner, bytes(topic))
+        self._written_feeds[key] = max(index, self._written_feeds.get(key, -1))
         return soc
 
     async def write_next_feed_update(
         self, private_key: bytes, topic: bytes, content: bytes | Chunk, batch: BatchId
     ) -> FeedIndex:
-        """Write the update after the node's latest (0 for an empty feed); its index."""
+        """Write the update after the latest (0 for an empty feed); its index.
+
+        The latest is the node's answer or, when higher, the last index this client
+        wrote: a real Bee node can miss an update written seconds ago (it remembers
+        for a minute that the peer it asked did not have that chunk yet), and
+        trusting it alone would overwrite the update.
+        """
         owner = owner_address(private_key)
         latest = await self.feed_indexes(owner, topic)
-        index = FeedIndex(0 if latest is None else latest[1])
+        written = self._written_feeds.get((owner, bytes(topic)), -1)
+        index = FeedIndex(max(0 if latest is None else latest[1], written + 1))
         await self.write_feed_update(private_key, topic, index, content, batch)
         return index
 
@@ -391,12 +427,28 @@ class BeeClient:
         )
 
     async def buy_stamp(
-        self, amount: int, depth: int, *, label: str | None = None, time_limit: float = 300.0
+        self,
+        amount: int,
+        depth: int,
+        *,
+        label: str | None = None,
+        immutable: bool = True,
+        time_limit: float = 300.0,
     ) -> BatchId:
-        """Buy a postage batch; on a real node it becomes usable later (``wait_until_usable``)."""
+        """Buy a postage batch; on a real node it becomes usable later (``wait_until_usable``).
+
+        Every message sent to one GSOC inbox takes a new slot of the batch bucket
+        its address falls in (2^(depth-16) slots): an immutable batch then refuses
+        more with 400 ``chunk write error``, a mutable one (``immutable=False``)
+        reuses the bucket's oldest slots.
+        """
         params = {} if label is None else {"label": label}
         reply = await self._http.call(
-            "POST", f"/stamps/{amount}/{depth}", params=params, time_limit=time_limit
+            "POST",
+            f"/stamps/{amount}/{depth}",
+            params=params,
+            headers={"Immutable": "true" if immutable else "false"},
+            time_limit=time_limit,
         )
         return BatchId(parse_hex(reply.json().get("batchID"), 32, what="batchID"))
 

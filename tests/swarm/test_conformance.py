@@ -39,7 +39,7 @@ async def test_health_readiness_and_addresses(bee: Backend) -> None:
     assert await bee.client.readiness()
     assert len(bee.addresses.overlay) == 32
     assert len(bee.addresses.pss_public_key) == 33
-    assert (await bee.peer.addresses()).overlay == bee.addresses.overlay  # stable
+    assert (await bee.client.addresses()).overlay == bee.addresses.overlay  # stable
 
 
 @pytest.mark.parametrize(("data", "reference"), [(b"", EMPTY_REF), (b"hello world", HELLO_REF)])
@@ -130,11 +130,17 @@ async def test_feed_update_wrapping_a_large_tree(bee: Backend) -> None:
 
 
 async def test_gsoc_message_reaches_another_client(bee: Backend) -> None:
-    key = mine_gsoc_key(bee.addresses.overlay, os.urandom(32), 8)
+    # mined into the receiving node's neighbourhood, as an inbox is
+    key = mine_gsoc_key(bee.peer_addresses.overlay, os.urandom(32), 8)
     async with await bee.peer.gsoc_subscribe(key.address) as inbox:
         for text in (b"one", b"two"):
             await bee.client.gsoc_send(key, text, bee.batch)
-        assert [await inbox.receive(10), await inbox.receive(10)] == [b"one", b"two"]
+        received = [await inbox.receive(10), await inbox.receive(10)]
+        while set(received) != {b"one", b"two"} and len(received) < 6:
+            received.append(await inbox.receive(10))
+    assert set(received) == {b"one", b"two"}
+    if bee.kind == "dev":  # real Bee may deliver a message twice (docs/realbee.md)
+        assert received == [b"one", b"two"]
 
 
 async def test_pss_message_reaches_another_client(bee: Backend) -> None:
@@ -142,10 +148,10 @@ async def test_pss_message_reaches_another_client(bee: Backend) -> None:
     async with await bee.peer.pss_subscribe(topic) as inbox:
         await bee.client.pss_send(
             topic,
-            bee.addresses.overlay[:1],
+            bee.peer_addresses.overlay[:1],
             b"psst",
             bee.batch,
-            recipient=bee.addresses.pss_public_key,
+            recipient=bee.peer_addresses.pss_public_key,
         )
         assert await inbox.receive(20) == b"psst"
 

@@ -1,0 +1,3 @@
+module github.com/ethersphere/batch-archive
+
+go 1.26
