@@ -22,10 +22,20 @@ from typing import Any, ParamSpec, TypeVar
 
 import click
 
-from agent import cli_chain, cli_chat, cli_knowledge, cli_swarm, cli_tools, identity
+from agent import (
+    cli_chain,
+    cli_chat,
+    cli_knowledge,
+    cli_swarm,
+    cli_tools,
+    cli_train,
+    cli_trainer,
+    identity,
+)
 from agent.config import Config, load_config, render_toml
 from agent.errors import IdentityError, NoosphereError
 from agent.home import NodeHome
+from agent.owner import take_env_password
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,6 +48,7 @@ class CliState:
     overrides: list[str] = field(default_factory=list)
     config_file: Path | None = None
     _config: Config | None = None
+    env_password: str | None = field(default=None, repr=False)  # NOOSPHERE_PASSWORD, taken
 
     @property
     def config(self) -> Config:
@@ -70,8 +81,17 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 def read_password(*, confirm: bool) -> str:
-    """The keystore password: NOOSPHERE_PASSWORD, else a prompt on a terminal."""
-    env = os.environ.get("NOOSPHERE_PASSWORD")
+    """The keystore password: NOOSPHERE_PASSWORD, else a prompt on a terminal.
+
+    The variable leaves the environment as soon as it is read, so no child process
+    inherits it: the root command takes it before any subcommand runs and keeps the
+    value in its `CliState` (see `agent.owner`).
+    """
+    env = take_env_password()
+    if env is None:
+        ctx = click.get_current_context(silent=True)
+        state = ctx.find_object(CliState) if ctx is not None else None
+        env = state.env_password if state is not None else None
     if env is not None:
         return env
     if not sys.stdin.isatty():
@@ -118,6 +138,7 @@ def main(
         home=NodeHome.locate(home, os.environ),
         overrides=list(overrides),
         config_file=Path(config_file) if config_file else None,
+        env_password=take_env_password(),  # out of the environment before anything runs
     )
 
 
@@ -165,6 +186,8 @@ def show_id(state: CliState, as_json: bool) -> None:
 @main.command()
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming.")
+@click.option("--raw", is_flag=True, help="The bare model only: no tools, knowledge or routing.")
+@click.option("--network", is_flag=True, help="Also search peers' knowledge for the answer.")
 @click.option("--max-tokens", type=click.IntRange(1), help="Cap on generated tokens.")
 @click.option("--temperature", type=click.FloatRange(0, 5), help="Sampling temperature.")
 @click.option("--seed", type=click.IntRange(-1), help="Sampling seed (-1: random).")
@@ -175,15 +198,20 @@ def ask(
     state: CliState,
     question: str,
     as_json: bool,
+    raw: bool,
+    network: bool,
     max_tokens: int | None,
     temperature: float | None,
     seed: int | None,
     model_path: str | None,
 ) -> None:
-    """Ask the local model QUESTION ('-' reads it from stdin) and stream the answer."""
-    from agent.ask import ask_messages
+    """Ask QUESTION ('-' reads it from stdin): tools, knowledge and sources, as in chat.
+
+    With --json the answer comes with the tool calls, sources and timings.
+    """
+    from agent.ask import AskRequest, ask_assistant, ask_raw, raw_json
     from agent.errors import ConfigError
-    from agent.llm import LLMCore, SamplingParams
+    from agent.llm import SamplingParams
     from agent.models import resolve_model
 
     cfg = state.config
@@ -202,43 +230,24 @@ def ask(
     params = SamplingParams.from_config(cfg.model)
     changes = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
     params = params.with_(**{k: v for k, v in changes.items() if v is not None})
+    request = AskRequest(question, choice.path, choice.name, params, as_json, network)
+    if raw:
+        result, load_s = run(ask_raw(cfg, request))
+        if as_json:
+            click.echo(json.dumps(raw_json(result, load_s, request)))
+        elif result.trim:
+            click.echo(f"note: {result.trim.describe()}", err=True)
+        return
 
-    async def go() -> None:
-        started = asyncio.get_running_loop().time()
-        async with await LLMCore.load(choice.path, cfg.model) as core:
-            load_s = asyncio.get_running_loop().time() - started
-            async with core.stream_chat(ask_messages(question, cfg), params=params) as stream:
-                async for piece in stream:
-                    if not as_json:
-                        sys.stdout.write(piece)
-                        sys.stdout.flush()
-            result = stream.result
-        if not as_json:
-            sys.stdout.write("\n")
-            if result.trim:
-                click.echo(f"note: {result.trim.describe()}", err=True)
-            return
-        click.echo(
-            json.dumps(
-                {
-                    "answer": result.text,
-                    "model": choice.name,
-                    "model_path": str(choice.path),
-                    "finish_reason": result.finish_reason,
-                    "prompt_tokens": result.prompt_tokens,
-                    "completion_tokens": result.completion_tokens,
-                    "timings": {
-                        "load_ms": round(load_s * 1000, 1),
-                        "ttft_ms": round(result.ttft_s * 1000, 1),
-                        "total_ms": round(result.total_s * 1000, 1),
-                        "tokens_per_s": round(result.tokens_per_s, 2),
-                    },
-                    "trimmed": dataclasses.asdict(result.trim) if result.trim else None,
-                }
-            )
-        )
+    def node_identity() -> identity.NodeIdentity | None:
+        """The node key, read only when a question needs the chain or the network."""
+        if not state.home.keystore_file.exists():
+            return None
+        return identity.load_identity(state.home.keystore_file, read_password(confirm=False))
 
-    run(go())
+    report = run(ask_assistant(cfg, state.home.root, request, identity=node_identity))
+    if as_json:
+        click.echo(json.dumps(report))
 
 
 # ---------------------------------------------------------------- model
@@ -355,6 +364,8 @@ cli_chain.register(main)
 cli_knowledge.register(main)
 cli_tools.register(main)
 cli_chat.register(main)
+cli_trainer.register(main)  # after cli_chain: adds `dataset build`
+cli_train.register(main)  # verify, train worker|validator, adapter fetch
 
 if __name__ == "__main__":
     main()

@@ -116,7 +116,7 @@ def register(main: click.Group) -> None:
                 node=node,
                 fan_out=fan_out,
                 deadline_s=deadline,
-                deployment_file=deployment_file or state.home.root / "deployment.json",
+                deployment_file=state.home.deployment(deployment_file),
             )
         )
         if as_json:
@@ -124,8 +124,10 @@ def register(main: click.Group) -> None:
             return
         if not report.hits:
             click.echo("no results (ingest something first: noosphere ingest PATH)", err=True)
-        for n, hit in enumerate(report.hits, start=1):
-            snippet = " ".join(hit.text.split())[:160]
+        from swarm_vectordb.peertext import printable
+
+        for n, hit in enumerate(report.hits, start=1):  # peers' text is untrusted: printable()
+            snippet = " ".join(printable(hit.text).split())[:160]
             where = f"{hit.source}#{hit.position}" if hit.origin == "local" else hit.origin
             click.echo(f"{n:>2}. {hit.score:.3f}  {where}")
             click.echo(f"    {snippet}")
@@ -188,9 +190,7 @@ def register(main: click.Group) -> None:
                 stop=stop,
                 republish_s=republish,
                 on_ready=ready,
-                register_with=(deployment_file or state.home.root / "deployment.json")
-                if register
-                else None,
+                register_with=state.home.deployment(deployment_file) if register else None,
             )
             dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats.dropped.items())) or "none"
             click.echo(f"stopped: served {stats.served} query(ies); dropped: {dropped}", err=True)

@@ -220,13 +220,24 @@ def dataset_show(state: CliState, dao: str, as_json: bool, deployment_file: Path
 
 @click.group()
 def job() -> None:
-    """Training jobs: post, list, show."""
+    """Training jobs: post, list, show; disputes: draw, vote, resolve."""
+
+
+_NESTED = ("spec", "dispute")  # `job show` fields printed as their own block
+_VERDICTS = {"correct": 1, "wrong": 2, "unavailable": 3}  # chain.records.Verdict values
 
 
 @job.command("post")
 @click.option("--dao", required=True, help="Dataset DAO address.")
-@click.option("--base-model", required=True, help="32-byte hash of the base model (hex).")
-@click.option("--hyperparams", required=True, help="Swarm ref of the hyperparameters.")
+@click.option("--base-model", help="32-byte hash of the base GGUF (default: this node's).")
+@click.option("--hyperparams", help="Swarm ref of a job document (default: built from below).")
+@click.option("--manifest", help="Dataset manifest ref (default: the DAO root's description).")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-3, show_default=True)
+@click.option("--rank", type=click.IntRange(1, 256), default=8, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--seq-len", type=click.IntRange(2), default=128, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 2**32 - 1), required=True)
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
 @click.option("--reward", required=True, help="Reward in ether, escrowed now.")
@@ -240,8 +251,15 @@ def job() -> None:
 def job_post(
     state: CliState,
     dao: str,
-    base_model: str,
-    hyperparams: str,
+    base_model: str | None,
+    hyperparams: str | None,
+    manifest: str | None,
+    lr: float,
+    rank: int,
+    batch_size: int,
+    seq_len: int,
+    checkpoint_every: int,
+    threads: int,
     steps: int,
     seed: int,
     reward: str,
@@ -251,10 +269,16 @@ def job_post(
     deployment_file: Path | None,
 ) -> None:
     """Post a training job on DAO's current dataset root; prints the job id."""
-    from chain.records import JobSpec
+    from agent.cli_train import node_model_hash, post_document
+    from chain.records import JobSpec, SwarmRef
 
     async def work(client: ChainClient) -> None:
         handle = client.dao(dao)
+        hyper_ref = parse_ref(hyperparams) if hyperparams else None
+        if hyper_ref is None:
+            knobs = {"rank": rank, "learning_rate": lr, "batch_size": batch_size}
+            knobs |= {"seq_len": seq_len, "checkpoint_every": checkpoint_every}
+            hyper_ref = SwarmRef(await post_document(state, client, dao, manifest, knobs, threads))
         block = await client.tx.rpc(client.tx.w3.eth.get_block("latest"))
         spec = JobSpec(
             dao=handle.address,
@@ -269,7 +293,8 @@ def job_post(
         job_id, _ = await client.market.post_job(spec, wei)
         click.echo(job_id)
 
-    model_ref, hyper_ref, wei = parse_ref(base_model), parse_ref(hyperparams), parse_ether(reward)
+    model_ref = parse_ref(base_model) if base_model else node_model_hash(state)
+    wei = parse_ether(reward)
     action = f"post a job paying {reward} ETH"
     handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()
 
@@ -284,6 +309,7 @@ def job_list(
     state: CliState, offset: int, limit: int, as_json: bool, deployment_file: Path | None
 ) -> None:
     """List jobs with their status, reward and trainer."""
+    from chain.units import format_ether
 
     async def work(client: ChainClient) -> list[dict[str, Any]]:
         return [record_dict(j) for j in await client.market.jobs(offset, limit)]
@@ -294,7 +320,7 @@ def job_list(
             jobs,
             as_json,
             lambda: [
-                f"{j['job_id']:>5}  {j['status'].name:<10} {j['reward'] / 10**18:>10} ETH  "
+                f"{j['job_id']:>5}  {j['status'].name:<10} {format_ether(j['reward']):>14}  "
                 f"{j['trainer'] or '-'}"
                 for j in jobs
             ],
@@ -313,9 +339,15 @@ def job_show(state: CliState, job_id: int, as_json: bool, deployment_file: Path 
     from chain.records import JobId
 
     async def work(client: ChainClient) -> dict[str, Any]:
+        from chain.records import JobStatus
+
         record = await client.market.job(JobId(job_id))
         spec = await client.market.job_spec(JobId(job_id), from_block=client.deployment.start_block)
-        return {**record_dict(record), "spec": record_dict(spec)}
+        info = {**record_dict(record), "spec": record_dict(spec), "dispute": None}
+        dispute = await client.market.dispute(JobId(job_id))
+        if record.status >= JobStatus.DISPUTED and dispute.bond > 0:
+            info["dispute"] = record_dict(dispute)
+        return info
 
     def show() -> None:
         info = with_client(state, deployment_file, work, signer=False)
@@ -323,9 +355,73 @@ def job_show(state: CliState, job_id: int, as_json: bool, deployment_file: Path 
             info,
             as_json,
             lambda: (
-                [f"{key:<16} {value}" for key, value in info.items() if key != "spec"]
+                [f"{key:<16} {value}" for key, value in info.items() if key not in _NESTED]
                 + [f"spec.{key:<11} {value}" for key, value in info["spec"].items()]
+                + [f"dispute.{key:<8} {value}" for key, value in (info["dispute"] or {}).items()]
             ),
         )
 
     handled(show)()
+
+
+@job.command("draw")
+@click.argument("job_id", type=click.IntRange(1))
+@yes_option
+@deployment_option
+@click.pass_obj
+def job_draw(state: CliState, job_id: int, assume_yes: bool, deployment_file: Path | None) -> None:
+    """Draw the committee of disputed JOB_ID (anyone may, once its seed block is mined)."""
+    from chain.records import JobId
+
+    async def work(client: ChainClient) -> None:
+        await client.market.draw_committee(JobId(job_id))
+        dispute = await client.market.dispute(JobId(job_id))
+        if dispute.drawn:
+            click.echo(" ".join(dispute.committee))
+        else:
+            click.echo(f"seed block out of reach; re-anchored to block {dispute.seed_block}")
+
+    action = f"draw the committee of job {job_id}"
+    handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()
+
+
+@job.command("vote")
+@click.argument("job_id", type=click.IntRange(1))
+@click.argument("verdict", type=click.Choice(list(_VERDICTS)))
+@yes_option
+@deployment_option
+@click.pass_obj
+def job_vote(
+    state: CliState, job_id: int, verdict: str, assume_yes: bool, deployment_file: Path | None
+) -> None:
+    """As a committee member, vote on the disputed step of JOB_ID: the trainer's step is
+    correct, wrong, or its data (log or checkpoint) unavailable on Swarm."""
+    from chain.records import JobId, Verdict
+
+    async def work(client: ChainClient) -> None:
+        await client.market.vote(JobId(job_id), Verdict(_VERDICTS[verdict]))
+        click.echo(f"voted {verdict} on job {job_id}")
+
+    action = f"vote {verdict} on job {job_id}"
+    handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()
+
+
+@job.command("resolve")
+@click.argument("job_id", type=click.IntRange(1))
+@yes_option
+@deployment_option
+@click.pass_obj
+def job_resolve(
+    state: CliState, job_id: int, assume_yes: bool, deployment_file: Path | None
+) -> None:
+    """Settle the dispute of JOB_ID (anyone may, once a majority voted or time ran out)."""
+    from chain.market import events_in
+    from chain.records import JobId, Outcome
+
+    async def work(client: ChainClient) -> None:
+        receipt = await client.market.resolve(JobId(job_id))
+        (resolved,) = events_in(client.market.contract, "DisputeResolved", receipt)
+        click.echo(Outcome(resolved["args"]["outcome"]).name.lower())
+
+    action = f"resolve the dispute of job {job_id}"
+    handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()

@@ -120,8 +120,17 @@ def stamp_list(state: CliState, as_json: bool) -> None:
 @click.argument("depth", type=click.IntRange(17, 255))
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until usable.")
+@click.option(
+    "--mutable/--immutable",
+    default=True,
+    show_default=True,
+    help="A mutable batch reuses its oldest slots when a bucket fills; an immutable one "
+    "refuses further uploads (on real Bee a GSOC inbox fills a bucket after a few messages).",
+)
 @click.pass_obj
-def stamp_buy(state: CliState, amount: int, depth: int, yes: bool, wait: bool) -> None:
+def stamp_buy(
+    state: CliState, amount: int, depth: int, yes: bool, wait: bool, mutable: bool
+) -> None:
     """Buy a postage batch of 2^DEPTH chunks at AMOUNT PLUR each (spends BZZ on a real node)."""
     import sys
 
@@ -135,6 +144,9 @@ def stamp_buy(state: CliState, amount: int, depth: int, yes: bool, wait: bool) -
             raise click.UsageError(
                 "buying a stamp spends funds: confirm on a terminal or pass --yes"
             )
+        from agent.owner import discard_typeahead
+
+        discard_typeahead(sys.stdin)  # only what is typed after the question answers it
         click.confirm(
             f"Buy a batch of 2^{depth} chunks at {amount} PLUR each on {url}?", abort=True, err=True
         )
@@ -142,7 +154,7 @@ def stamp_buy(state: CliState, amount: int, depth: int, yes: bool, wait: bool) -
     async def go() -> str:
         try:
             async with BeeClient(url) as bee:
-                batch = await bee.buy_stamp(amount, depth, label="noosphere")
+                batch = await bee.buy_stamp(amount, depth, label="noosphere", immutable=not mutable)
                 if wait:
                     click.echo("waiting until the batch is usable...", err=True)
                     await bee.wait_until_usable(batch)

@@ -64,6 +64,9 @@ class NetworkConfig:
         5.0, "How long a network search waits for answers.", minimum=0.1, maximum=600
     )
     fan_out: int = setting(0, "Peers asked per network search; 0 asks every known peer.", minimum=0)
+    allow_peers: list[str] = setting(
+        [], "When serving, answer only these addresses (0x...); empty answers anyone."
+    )
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,38 @@ class LimitsConfig:
     max_message_bytes: int = setting(
         1 << 20, "Largest peer message accepted, in bytes.", minimum=1024, maximum=1 << 26
     )
+    answer_rate_per_s: float = setting(
+        20.0, "Answers per second to all peers together when serving.", minimum=0.01
+    )
+    answer_burst: int = setting(
+        40, "Answers that may go out at once before answer_rate_per_s applies.", minimum=1
+    )
+    answer_chunks_per_hour: int = setting(
+        2000,
+        "Postage budget for answers: Swarm chunks answering may stamp per hour; "
+        "past it the node stops answering until the hour frees up.",
+        minimum=1,
+    )
+
+
+@dataclass(frozen=True)
+class AssistantConfig:
+    retrieval_threshold: float = setting(
+        0.5,
+        "Passages whose cosine similarity to the question (bundled embedder) reaches this "
+        "go into the prompt and are cited; one holding the question's rare words (BM25) "
+        "needs only 0.2; below both nothing is added.",
+        minimum=-1,
+        maximum=1,
+    )
+    tool_threshold: float = setting(
+        0.45,
+        "Tools whose description or example requests reach this similarity to the question "
+        "are offered to the model (at most two); below it the model answers without tools.",
+        minimum=-1,
+        maximum=1,
+    )
+    network: bool = setting(False, "Also search peers' knowledge for every question.")
 
 
 @dataclass(frozen=True)
@@ -150,6 +185,7 @@ class Config:
     index: IndexConfig = field(default_factory=IndexConfig)
     data: DataConfig = field(default_factory=DataConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    assistant: AssistantConfig = field(default_factory=AssistantConfig)
 
     def data_dir(self, home: Path) -> Path:
         return Path(self.data.dir).expanduser() if self.data.dir else home / "data"
@@ -165,6 +201,7 @@ SECTIONS: dict[str, type[Any]] = {
     "index": IndexConfig,
     "data": DataConfig,
     "limits": LimitsConfig,
+    "assistant": AssistantConfig,
 }
 
 
@@ -319,7 +356,7 @@ def _coerce(
             if item_kind is str:
                 if not isinstance(item, str):
                     raise bad(f"item {i}: expected a string, got {type(item).__name__}")
-                if dotted == "network.peers" and not _is_address(item):
+                if dotted in ("network.peers", "network.allow_peers") and not _is_address(item):
                     raise bad(f"item {i}: {item!r} is not a 0x-prefixed 20-byte hex address")
                 items.append(item)
                 continue

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,19 +25,21 @@ import numpy.typing as npt
 from agent.config import Config
 from agent.errors import NoosphereError
 from agent.identity import NodeIdentity
-from swarm_vectordb.bee.client import BeeClient
-from swarm_vectordb.bee.devnode import DevNode
 from swarm_vectordb.bee.errors import SwarmError
 from swarm_vectordb.bee.records import BatchId
 from swarm_vectordb.chunking import Chunker
 from swarm_vectordb.embedding import Embedder, resolve_model
 from swarm_vectordb.errors import VectorDBError
 from swarm_vectordb.index import VectorIndex
-from swarm_vectordb.ingest import MANIFEST_NAME, BeeChunkStore, Ingestor
-from swarm_vectordb.network import KnowledgeServer, NetworkResult, ServeStats, network_search
-from swarm_vectordb.peers import Inbox, PeerDirectory, node_inbox, publish_record
-from swarm_vectordb.protocol import PeerRecord
-from swarm_vectordb.routing import DEFAULT_CENTROIDS, summarize
+
+if TYPE_CHECKING:  # imported where used: aiohttp and eth-keys cost a local search ~0.5 s
+    from swarm_vectordb.bee.client import BeeClient
+    from swarm_vectordb.bee.devnode import DevNode
+    from swarm_vectordb.ingest import Ingestor
+    from swarm_vectordb.network import NetworkResult, ServeStats
+    from swarm_vectordb.peers import Inbox, PeerDirectory
+    from swarm_vectordb.protocol import PeerRecord
+    from swarm_vectordb.routing import IncrementalSummary
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class Knowledge:
     data_dir: Path
 
     def ingestor(self, swarm: SwarmAccess) -> Ingestor:
+        from swarm_vectordb.ingest import MANIFEST_NAME, BeeChunkStore, Ingestor
+
         return Ingestor(
             store=BeeChunkStore(swarm.bee, swarm.batch),
             embedder=self.embedder,
@@ -75,6 +79,9 @@ class Knowledge:
 
 @asynccontextmanager
 async def open_swarm(cfg: Config, data_dir: Path) -> AsyncIterator[SwarmAccess]:
+    from swarm_vectordb.bee.client import BeeClient
+    from swarm_vectordb.bee.devnode import DevNode
+
     node: DevNode | None = None
     url = cfg.network.bee_url
     try:
@@ -103,9 +110,13 @@ async def _usable_batch(bee: BeeClient, *, buy: bool) -> BatchId:
             return stamp.batch_id
     if not buy:
         raise SwarmError(
-            "no usable postage batch on this Bee node; buy one (POST /stamps/{amount}/{depth})"
+            "no usable postage batch on this Bee node; buy one with "
+            "`noosphere swarm stamp buy AMOUNT DEPTH` (e.g. 10000000 24) and try again"
         )
-    batch = await bee.buy_stamp(DEV_BATCH_AMOUNT, DEV_BATCH_DEPTH, label="noosphere")
+    # Mutable: every message to a GSOC inbox takes a new slot of one bucket.
+    batch = await bee.buy_stamp(
+        DEV_BATCH_AMOUNT, DEV_BATCH_DEPTH, label="noosphere", immutable=False
+    )
     log.info("bought postage batch %s on the embedded dev node", batch.hex())
     return batch
 
@@ -120,7 +131,8 @@ async def open_knowledge(cfg: Config, data_dir: Path) -> AsyncIterator[Knowledge
     except VectorDBError as exc:
         raise ServiceError(str(exc)) from None
     try:
-        index = VectorIndex(
+        index = await asyncio.to_thread(  # replays (and may repair) the log: blocking
+            VectorIndex,
             data_dir / "index",
             embedder.dim,
             embedder.model_id,
@@ -129,10 +141,13 @@ async def open_knowledge(cfg: Config, data_dir: Path) -> AsyncIterator[Knowledge
     except VectorDBError as exc:
         await embedder.aclose()
         raise ServiceError(str(exc)) from None
-    chunker = Chunker.for_model_dir(
-        model_dir, max_tokens=cfg.index.chunk_tokens, overlap=cfg.index.chunk_overlap
-    )
     try:
+        chunker = await asyncio.to_thread(
+            Chunker.for_model_dir,
+            model_dir,
+            max_tokens=cfg.index.chunk_tokens,
+            overlap=cfg.index.chunk_overlap,
+        )
         yield Knowledge(embedder, index, chunker, data_dir)
     finally:
         index.close()
@@ -142,10 +157,16 @@ async def open_knowledge(cfg: Config, data_dir: Path) -> AsyncIterator[Knowledge
 # ---------------------------------------------------------------- peers
 
 
-def peer_record(knowledge: Knowledge, inbox: Inbox, public_key: bytes) -> PeerRecord:
-    """This node's record: inbox, key, what it serves, and a summary of its index."""
-    _, vectors = knowledge.index.all_vectors()
-    centroids = summarize(vectors, DEFAULT_CENTROIDS)
+async def peer_record(
+    knowledge: Knowledge, inbox: Inbox, public_key: bytes, summary: IncrementalSummary
+) -> PeerRecord:
+    """This node's record: inbox, key, what it serves, and a summary of its index.
+
+    `summary` catches up with what was indexed since the last record, on a worker thread.
+    """
+    from swarm_vectordb.protocol import PeerRecord
+
+    centroids = await asyncio.to_thread(summary.update, knowledge.index)
     return PeerRecord(
         inbox=inbox.to_bytes(),
         public_key=public_key,
@@ -158,6 +179,8 @@ def peer_record(knowledge: Knowledge, inbox: Inbox, public_key: bytes) -> PeerRe
 
 
 async def my_inbox(swarm: SwarmAccess, node_address: bytes) -> Inbox:
+    from swarm_vectordb.peers import node_inbox
+
     overlay = (await swarm.bee.addresses()).overlay
     return await asyncio.to_thread(node_inbox, node_address, overlay)
 
@@ -166,6 +189,8 @@ async def known_peers(
     swarm: SwarmAccess, cfg: Config, exclude: bytes, deployment_file: Path
 ) -> PeerDirectory:
     """Peers from `network.peers` and, with a chain configured, the `AgentRegistry`."""
+    from swarm_vectordb.peers import PeerDirectory
+
     addresses = [bytes.fromhex(a[2:]) for a in cfg.network.peers]
     addresses += await registry_addresses(cfg, deployment_file)
     directory = PeerDirectory()
@@ -248,6 +273,8 @@ async def ask_peers(
     deadline_s: float | None = None,
 ) -> NetworkResult:
     """A signed query to the directory's live peers, with the configured limits."""
+    from swarm_vectordb.network import network_search
+
     return await network_search(
         bee=swarm.bee,
         batch=swarm.batch,
@@ -311,25 +338,27 @@ async def search_knowledge(
     node: NodeIdentity | None = None,
     fan_out: int | None = None,
     deadline_s: float | None = None,
-    deployment_file: Path | None = None,
+    deployment_file: Path,
 ) -> SearchReport:
-    """Local search; with `node`, also the network, merged (duplicates collapse)."""
+    """Local search; with `node`, also the network, merged (duplicates collapse).
+
+    `deployment_file` (the node home's, `NodeHome.deployment_file`, unless the user
+    named another) is where registry discovery finds the contracts.
+    """
     async with open_knowledge(cfg, data_dir) as knowledge:
         query = (await knowledge.embedder.embed([text])).vectors[0]
         local = [
             FoundChunk(
                 "local", h.chunk.text, h.score, h.chunk.ref, h.chunk.source, h.chunk.position
             )
-            for h in knowledge.index.search(query, k)
+            for h in await asyncio.to_thread(knowledge.index.search, query, k)
         ]
         if node is None:
             return SearchReport(text, local)
         me = bytes.fromhex(node.address[2:])
         async with open_swarm(cfg, data_dir) as swarm:
             inbox = await my_inbox(swarm, me)
-            directory = await known_peers(
-                swarm, cfg, me, deployment_file or data_dir.parent / "deployment.json"
-            )
+            directory = await known_peers(swarm, cfg, me, deployment_file)
             found = await ask_peers(
                 cfg,
                 swarm,
@@ -375,6 +404,10 @@ async def serve_knowledge(
     register_with: Path | None = None,
 ) -> ServeStats:
     """Answer peers' queries until `stop` is set; publish our record every `republish_s`."""
+    from swarm_vectordb.network import KnowledgeServer, PostageBudget
+    from swarm_vectordb.peers import publish_record
+    from swarm_vectordb.routing import IncrementalSummary
+
     me = bytes.fromhex(node.address[2:])
     async with open_knowledge(cfg, data_dir) as knowledge, open_swarm(cfg, data_dir) as swarm:
         inbox = await my_inbox(swarm, me)
@@ -387,11 +420,16 @@ async def serve_knowledge(
             model=knowledge.embedder.model_id,
             max_concurrent=cfg.limits.max_concurrent_requests,
             max_bytes=cfg.limits.max_message_bytes,
+            answer_rate=cfg.limits.answer_rate_per_s,
+            answer_burst=cfg.limits.answer_burst,
+            budget=PostageBudget(cfg.limits.answer_chunks_per_hour, window_s=3600.0),
+            allow=[bytes.fromhex(a[2:]) for a in cfg.network.allow_peers] or None,
         )
+        summary = IncrementalSummary()
 
         async def publish_forever() -> None:
             while True:
-                record = peer_record(knowledge, inbox, node.public_key)
+                record = await peer_record(knowledge, inbox, node.public_key, summary)
                 await publish_record(swarm.bee, swarm.batch, node.private_key, record)
                 await asyncio.sleep(republish_s)
 
@@ -401,7 +439,7 @@ async def serve_knowledge(
                 swarm.bee,
                 swarm.batch,
                 node.private_key,
-                peer_record(knowledge, inbox, node.public_key),
+                await peer_record(knowledge, inbox, node.public_key, summary),
             )
             if register_with is not None:
                 await register_on_chain(cfg, register_with, node, inbox, record_ref)

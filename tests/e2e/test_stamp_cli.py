@@ -43,6 +43,13 @@ async def test_buy_and_list_stamps(tmp_path: Path) -> None:
         listed = {s["batchID"]: s for s in json.loads(out)}
         assert listed[batch]["usable"] is True
         assert listed[batch]["depth"] == 20
+        assert listed[batch]["immutableFlag"] is False  # a GSOC inbox must not fill it up
+        status, out, err = await noosphere(
+            "swarm", "stamp", "buy", "1000", "20", "--yes", "--immutable", env=env
+        )
+        assert status == 0, err
+        status, listing, err = await noosphere("swarm", "stamp", "list", "--json", env=env)
+        assert {s["batchID"]: s for s in json.loads(listing)}[out.strip()]["immutableFlag"] is True
 
         # refusals: no terminal and no --yes; a depth Bee would refuse; no bee_url
         status, _, err = await noosphere("swarm", "stamp", "buy", "1000", "20", env=env)
