@@ -32,8 +32,17 @@ Modules and what each owns:
   challenge arguments (records i-1 and i with proofs).
 - ``jobspec``: the job document on Swarm (hyperparameters, pinned profile, dataset
   manifest) and how an on-chain ``JobSpec`` becomes a ``JobPlan``.
-- ``worker``: resumable training of one job (state saved after every step) and the
-  market loop of ``noosphere train worker`` (claim, train, submit, finalize).
+- ``control``: ``WorkerControl`` (pause and stop at step boundaries), ``Stopped``,
+  the test-only ``Dishonesty``.
+- ``localrun``: ``LocalRun``, one job's state on local disk (resume after a kill;
+  the uploaded run kept for disputes; removed once the job is settled).
+- ``execution``: ``train_job`` (resumable training of one job) and
+  ``upload_and_describe`` (adapter export, run upload).
+- ``disputes``: ``DisputeDefence``, the trainer's side of a dispute about its own
+  job (keep the data on Swarm, report progress, draw, resolve).
+- ``worker``: the market loop of ``noosphere train worker`` and of a node's
+  in-process worker (``Worker.run``, ``Worker.run_until``): claim, train, submit,
+  defend, finalize, withdraw, clean up.
 - ``validator``: the committee member's side of a dispute: re-execute the step, vote.
 """
 
@@ -60,6 +69,7 @@ from trainer.errors import (
     DatasetError,
     ExportError,
     InclusionProofError,
+    MalformedLogError,
     MalformedRecordError,
     MalformedShardError,
     ProfileMismatch,
@@ -105,6 +115,7 @@ __all__ = [
     "JobPlan",
     "LoraModel",
     "LoraSpec",
+    "MalformedLogError",
     "MalformedRecordError",
     "MalformedShardError",
     "ProfileMismatch",

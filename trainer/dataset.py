@@ -365,7 +365,9 @@ async def _download(source: ShardSource, reference: bytes, time_limit: float) ->
     try:
         data = await source.download_bytes(reference, time_limit=time_limit)
     except ChunkAddressMismatch as exc:
-        raise ShardReferenceMismatch(reference, bytes(exc.actual)) from exc
+        # whichever side of the mismatch is not the reference asked for is what was served
+        served = bytes(exc.expected) if bytes(exc.actual) == bytes(reference) else exc.actual
+        raise ShardReferenceMismatch(reference, bytes(served)) from exc
     except SwarmError as exc:
         raise StorageError(f"fetching {reference.hex()} from Swarm failed: {exc}") from exc
     actual = swarm_reference(data)

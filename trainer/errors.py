@@ -9,6 +9,7 @@
     ├── ProfileMismatch              this process's execution profile is not the job's
     ├── StepLogError                 a step log that cannot be trusted or used
     │   └── MalformedRecordError     a record that is not canonical (fields, sizes, version)
+    │       └── MalformedLogError    ... inside a committed log: disputable (`verdict`)
     ├── CheckpointError              a checkpoint that is missing, malformed or wrong
     │   └── CheckpointMissing        no checkpoint at or before the step to replay
     ├── StorageError                 Swarm failed while uploading or fetching trainer data
@@ -21,6 +22,11 @@ msgpack are translated where they enter.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trainer.verify import Verdict
+
 __all__ = [
     "BaseModelError",
     "CheckpointError",
@@ -28,6 +34,7 @@ __all__ = [
     "DatasetError",
     "ExportError",
     "InclusionProofError",
+    "MalformedLogError",
     "MalformedRecordError",
     "MalformedShardError",
     "ProfileMismatch",
@@ -94,6 +101,18 @@ class StepLogError(TrainerError):
 
 class MalformedRecordError(StepLogError):
     """A step record that is not canonical: wrong fields, sizes, types or version."""
+
+
+class MalformedLogError(MalformedRecordError):
+    """A committed step log holds a record that is not canonical.
+
+    The log cannot be replayed, but it can be disputed: `verdict` names the first
+    malformed step and carries the challenge (records i-1 and i with their proofs).
+    """
+
+    def __init__(self, message: str, verdict: Verdict) -> None:
+        super().__init__(message)
+        self.verdict = verdict
 
 
 class CheckpointError(TrainerError):

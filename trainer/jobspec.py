@@ -20,7 +20,7 @@ keccak256 of the base GGUF file (`trainer.model.base_model_hash`).
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,7 +101,7 @@ class JobDocument:
             {
                 "version": JOB_DOCUMENT_VERSION,
                 "hyperparams": self.hyperparams.encode(),
-                "profile": asdict(self.profile),
+                "profile": self.profile.as_document(),
                 "manifest": self.manifest_reference,
                 "dataset_root": self.dataset_root,
             }
@@ -121,17 +121,13 @@ class JobDocument:
             hyperparams = Hyperparams.decode(doc.blob("hyperparams"))
         except TrainerError as exc:
             raise doc.fail(f"hyperparameters: {exc}") from exc
-        raw = doc.raw("profile")
-        names = {f.name: f.type for f in fields(ExecutionProfile)}
-        if not isinstance(raw, dict) or set(raw) != set(names):
-            raise doc.fail(f"profile must be a map with keys {sorted(names)}")
-        kinds = {"str": str, "int": int, "bool": bool}
-        for name, kind in names.items():
-            if type(raw[name]) is not kinds[str(kind)]:
-                raise doc.fail(f"profile.{name} must be of type {kind}")
+        try:
+            profile = ExecutionProfile.from_document(doc.raw("profile"))
+        except ValueError as exc:
+            raise doc.fail(f"profile: {exc}") from exc
         return cls(
             hyperparams=hyperparams,
-            profile=ExecutionProfile(**raw),
+            profile=profile,
             manifest_reference=doc.blob("manifest", size=32),
             dataset_root=doc.blob("dataset_root", size=32),
         )

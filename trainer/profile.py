@@ -13,6 +13,7 @@ algorithms) and returns the profile the process now runs.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import msgpack
 import torch
@@ -36,6 +37,30 @@ class ExecutionProfile:
     deterministic: bool = True  # torch.use_deterministic_algorithms(True)
     device: str = "cpu"  # CUDA steps are not promised bit-exact against CPU ones
 
+    def as_document(self) -> dict[str, Any]:
+        """The fields as a plain map (what job documents and run manifests publish)."""
+        return asdict(self)
+
+    @classmethod
+    def from_document(cls, raw: object) -> ExecutionProfile:
+        """A profile from `as_document`'s map; `ValueError` naming what is wrong."""
+        names = {f.name: f.type for f in fields(cls)}
+        if not isinstance(raw, dict) or set(raw) != set(names):
+            raise ValueError(f"a profile must be a map with keys {sorted(names)}")
+        kinds = {"str": str, "int": int, "bool": bool}
+        for name, kind in names.items():
+            if type(raw[name]) is not kinds[str(kind)]:
+                raise ValueError(f"{name} must be of type {kind}")
+        return cls(**raw)
+
+    def describe(self) -> str:
+        """One line for people: torch 2.13.0+cpu, AVX2, 2 threads, float32, deterministic, cpu."""
+        determinism = "deterministic" if self.deterministic else "non-deterministic"
+        return (
+            f"torch {self.torch_version}, {self.cpu_capability}, {self.threads} threads, "
+            f"{self.dtype}, {determinism}, {self.device}"
+        )
+
     def encode(self) -> bytes:
         """Canonical bytes: a msgpack map with sorted keys and a version."""
         body = {"version": PROFILE_VERSION, **asdict(self)}
@@ -45,10 +70,12 @@ class ExecutionProfile:
     def hash(self) -> bytes:
         return keccak256(self.encode())
 
-    def differences(self, other: ExecutionProfile) -> list[str]:
-        """Human-readable `field: ours != theirs` for every field that differs."""
+    def differences(
+        self, other: ExecutionProfile, *, here: str = "here", there: str = "pinned"
+    ) -> list[str]:
+        """`field: <other's> here, <ours> pinned` for every field that differs."""
         return [
-            f"{f.name}: {getattr(other, f.name)!r} here, {getattr(self, f.name)!r} pinned"
+            f"{f.name}: {getattr(other, f.name)!r} {here}, {getattr(self, f.name)!r} {there}"
             for f in fields(self)
             if getattr(self, f.name) != getattr(other, f.name)
         ]

@@ -9,7 +9,9 @@ after, the loss as float32 bits and the execution-profile hash.
 
 `RunManifest` is the job result document on Swarm: the log's reference, the
 checkpoints (state before every K-th step and after the last, by reference and
-state hash), the adapter's reference and hash. `upload_run` / `fetch_run` move it;
+state hash), the adapter's reference and hash, and the full `ExecutionProfile` the
+steps ran under (every record names its hash; a verifier reads the torch version,
+CPU capability, threads and dtype here). `upload_run` / `fetch_run` move it;
 `fetch_checkpoint` brings back one checkpoint and checks it against its hash.
 """
 
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from chain.merkle import StepLogTree, verify_proof
 from swarm_vectordb.bee import BatchId, SwarmError, keccak256
 from trainer import codec
+from trainer.codec import Fields
 from trainer.dataset import ShardSink, ShardSource, check_inclusion, swarm_reference
 from trainer.errors import (
     CheckpointError,
@@ -32,6 +35,7 @@ from trainer.errors import (
     StepLogError,
     StorageError,
 )
+from trainer.profile import ExecutionProfile, current_profile
 
 __all__ = [
     "RECORD_VERSION",
@@ -42,12 +46,14 @@ __all__ = [
     "StepRecord",
     "fetch_checkpoint",
     "fetch_run",
+    "first_malformed",
+    "raw_records",
     "upload_run",
 ]
 
 RECORD_VERSION = 1
 LOG_VERSION = 1
-RUN_VERSION = 1
+RUN_VERSION = 2  # 2: the manifest carries the full execution profile
 MAX_RECORD = 64 * 1024
 MAX_PROOF_DEPTH = 40
 
@@ -188,17 +194,38 @@ class StepLog:
 
     @classmethod
     def decode(cls, data: bytes) -> StepLog:
-        doc = codec.unpack(
-            data,
-            what="step log",
-            version=LOG_VERSION,
-            keys=frozenset({"records"}),
-            error=MalformedRecordError,
-        )
-        raw = doc.items("records", max_len=10_000_000)
-        if not all(isinstance(r, bytes) for r in raw):
-            raise doc.fail("records must be byte strings")
-        return cls([StepRecord.decode(r) for r in raw])
+        return cls([StepRecord.decode(r) for r in raw_records(data)])
+
+
+def raw_records(data: bytes) -> list[bytes]:
+    """The log document's records as committed bytes, not decoded yet.
+
+    A log whose document is sound but one of whose records is not can still be
+    disputed: the Merkle root is over these bytes (`first_malformed` finds which).
+    """
+    doc = codec.unpack(
+        data,
+        what="step log",
+        version=LOG_VERSION,
+        keys=frozenset({"records"}),
+        error=MalformedRecordError,
+    )
+    raw = doc.items("records", max_len=10_000_000)
+    if not all(isinstance(r, bytes) for r in raw):
+        raise doc.fail("records must be byte strings")
+    return list(raw)
+
+
+def first_malformed(records: Sequence[bytes]) -> tuple[int, str] | None:
+    """The first record that does not decode, or claims another position; with the reason."""
+    for position, raw in enumerate(records):
+        try:
+            record = StepRecord.decode(raw)
+        except MalformedRecordError as exc:
+            return position, str(exc)
+        if record.index != position:
+            return position, f"record at position {position} claims step {record.index}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -218,11 +245,13 @@ class RunManifest:
     checkpoints: tuple[CheckpointEntry, ...]
     adapter_reference: bytes
     adapter_hash: bytes
+    profile: ExecutionProfile  # what every step ran under (records carry its hash)
 
     def encode(self) -> bytes:
         return codec.pack(
             {
                 "version": RUN_VERSION,
+                "profile": self.profile.as_document(),
                 "log_root": self.log_root,
                 "log_reference": self.log_reference,
                 "steps": self.steps,
@@ -246,10 +275,12 @@ class RunManifest:
                     "checkpoints",
                     "adapter_reference",
                     "adapter_hash",
+                    "profile",
                 }
             ),
             error=StepLogError,
         )
+        profile = _profile(doc)
         entries = []
         for item in doc.items("checkpoints", max_len=1_000_000):
             if (
@@ -267,6 +298,7 @@ class RunManifest:
             checkpoints=tuple(entries),
             adapter_reference=doc.blob("adapter_reference", size=32),
             adapter_hash=doc.blob("adapter_hash", size=32),
+            profile=profile,
         )
 
     def nearest_checkpoint(self, step: int) -> CheckpointEntry:
@@ -275,6 +307,13 @@ class RunManifest:
         if not before:
             raise CheckpointMissing(f"no checkpoint at or before step {step}")
         return max(before, key=lambda c: c.step)
+
+
+def _profile(doc: Fields) -> ExecutionProfile:
+    try:
+        return ExecutionProfile.from_document(doc.raw("profile"))
+    except ValueError as exc:
+        raise doc.fail(f"profile: {exc}") from exc
 
 
 async def _put(sink: ShardSink, batch: BatchId, data: bytes) -> bytes:
@@ -294,10 +333,13 @@ async def upload_run(
     log: StepLog,
     checkpoints: Mapping[int, bytes],
     adapter: bytes,
+    *,
+    profile: ExecutionProfile | None = None,
 ) -> tuple[bytes, RunManifest, int]:
     """Upload log, checkpoints (state bytes by step), adapter and the run manifest.
 
-    Returns (manifest reference, manifest, bytes uploaded).
+    `profile` is what the steps ran under (default: this process's). Returns
+    (manifest reference, manifest, bytes uploaded).
     """
     log_bytes = log.encode()
     steps = sorted(checkpoints)
@@ -316,6 +358,7 @@ async def upload_run(
         ),
         adapter_reference=adapter_ref,
         adapter_hash=keccak256(adapter),
+        profile=current_profile() if profile is None else profile,
     )
     encoded = manifest.encode()
     reference = await _put(sink, batch, encoded)

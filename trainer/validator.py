@@ -14,8 +14,10 @@ Swarm reference, which names the log, the checkpoints and the adapter).
   TRAINER_WRONG when the disputed step itself differs, DATA_UNAVAILABLE when the
   run, its log or a checkpoint cannot be fetched (or is not what was committed),
   or when an earlier step already differs (the committed pre-state cannot be
-  rebuilt from the trainer's own data). A `ProfileMismatch` propagates: a member
-  under another profile abstains rather than vote.
+  rebuilt from the trainer's own data). A disputed step whose record names
+  another execution profile than the job pins is TRAINER_WRONG (the trainer broke
+  the job's terms). A `ProfileMismatch` (this process cannot run the job's
+  profile) propagates: a member under another profile abstains rather than vote.
 - `Validator.watch_once` draws committees that are due, votes where this account
   sits on one and has not voted, and resolves disputes whose committee all voted.
 """
@@ -31,6 +33,7 @@ from torch import nn
 
 from chain.errors import ChainError
 from chain.market import MarketClient
+from chain.merkle import StepLogTree
 from chain.records import JobId, JobStatus
 from chain.records import Verdict as Vote
 from swarm_vectordb.bee import BeeClient, keccak256
@@ -38,19 +41,29 @@ from trainer.engine import StepEngine
 from trainer.errors import (
     CheckpointError,
     DatasetError,
+    MalformedLogError,
+    MalformedRecordError,
     ProfileMismatch,
     StepLogError,
     StorageError,
     TrainerError,
 )
+from trainer.execution import engine_for_job
 from trainer.jobspec import fetch_blob, resolve_job
 from trainer.profile import current_profile, pin_profile
 from trainer.replay import replay
-from trainer.steplog import RunManifest, StepLog, fetch_checkpoint, fetch_run
-from trainer.verify import Verdict, verify_run
-from trainer.worker import engine_for_job
+from trainer.steplog import RunManifest, StepLog, fetch_checkpoint, fetch_run, raw_records
+from trainer.verify import Verdict, malformed_verdict, profile_break, verify_run
 
-__all__ = ["JobRun", "Validator", "fetch_job_adapter", "fetch_job_run", "judge", "verify_job"]
+__all__ = [
+    "JobRun",
+    "Validator",
+    "fetch_job_adapter",
+    "fetch_job_records",
+    "fetch_job_run",
+    "judge",
+    "verify_job",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +90,21 @@ async def fetch_job_run(
             f"the run on Swarm has log root {log.root.hex()}, the chain {bytes(job.log_root).hex()}"
         )
     return JobRun(job_id, manifest, log)
+
+
+async def fetch_job_records(
+    market: MarketClient, swarm: BeeClient, job_id: JobId, *, time_limit: float = 120.0
+) -> list[bytes]:
+    """The job's committed log records as bytes, undecoded (checked against logRoot)."""
+    job = await market.job(job_id)
+    if job.log_root is None or job.adapter_ref is None:
+        raise StepLogError(f"job {job_id} has no submitted result ({job.status.name.lower()})")
+    manifest_bytes = await fetch_blob(swarm, bytes(job.adapter_ref), "run manifest", time_limit)
+    manifest = RunManifest.decode(manifest_bytes)
+    records = raw_records(await fetch_blob(swarm, manifest.log_reference, "step log", time_limit))
+    if not records or StepLogTree(records).root != bytes(job.log_root):
+        raise StepLogError(f"the step log of job {job_id} on Swarm is not the committed one")
+    return records
 
 
 async def _engine(
@@ -110,9 +138,21 @@ async def verify_job(
     samples: int,
     seed: bytes | None = None,
 ) -> tuple[JobRun, Verdict]:
-    """Fetch the job's run and replay `samples` random steps (`ProfileMismatch`: refused)."""
+    """Fetch the job's run and replay `samples` random steps (`ProfileMismatch`: refused).
+
+    A committed log with a malformed record raises `MalformedLogError`, whose
+    ``verdict`` holds the challenge of that step.
+    """
     engine = await _engine(market, swarm, base, job_id)  # a foreign profile refuses first
-    run = await fetch_job_run(market, swarm, job_id)
+    try:
+        run = await fetch_job_run(market, swarm, job_id)
+    except MalformedRecordError as exc:
+        malformed = malformed_verdict(await fetch_job_records(market, swarm, job_id))
+        if malformed is None:
+            raise
+        raise MalformedLogError(
+            f"step {malformed.wrong_step} of job {job_id}: {malformed.reason}", malformed
+        ) from exc
     verdict = await verify_run(engine, swarm, run.manifest, run.log, samples=samples, seed=seed)
     return run, verdict
 
@@ -128,6 +168,17 @@ async def judge(
     except (StorageError, CheckpointError, StepLogError, DatasetError) as exc:
         return Vote.DATA_UNAVAILABLE, str(exc)
     engine = await _engine(market, swarm, base, job_id)
+    for index in range(entry.step, step + 1):
+        foreign = profile_break(engine, run.manifest, run.log.records[index])
+        if foreign is None:
+            continue
+        if index == step:
+            return Vote.TRAINER_WRONG, f"step {step}: {foreign}"
+        return (
+            Vote.DATA_UNAVAILABLE,
+            f"step {index} before the disputed one: {foreign}; the committed pre-state "
+            "cannot be rebuilt",
+        )
     try:
         result = await asyncio.to_thread(replay, engine, run.log, entry.step, checkpoint, step)
     except ProfileMismatch:

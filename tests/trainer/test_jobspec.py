@@ -65,7 +65,7 @@ def test_malformed_documents_are_refused(document: JobDocument) -> None:
     )
     raw = {"version": 1, **{k: body.raw(k) for k in ("hyperparams", "manifest", "dataset_root")}}
     bad_profile = {**body.raw("profile"), "threads": "two"}
-    with pytest.raises(JobSpecError, match=r"profile\.threads"):
+    with pytest.raises(JobSpecError, match=r"profile: threads must be of type int"):
         JobDocument.decode(codec.pack({**raw, "profile": bad_profile}))
     with pytest.raises(JobSpecError, match="hyperparameters"):
         JobDocument.decode(codec.pack({**raw, "profile": body.raw("profile"), "hyperparams": b"x"}))

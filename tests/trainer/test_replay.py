@@ -199,3 +199,33 @@ async def test_verifier_challenges_a_broken_chain_of_states_with_both_records(
         StepLog.verify_record(challenge.previous_record, 2, challenge.previous_proof, log.root)
         == records[2]
     )
+
+
+@pytest.mark.asyncio
+async def test_a_log_made_under_another_profile_is_a_break_named_field_by_field(
+    trained: tuple[StepEngine, TrainingRun], swarm: Swarm
+) -> None:
+    engine, run = trained
+    elsewhere = dataclasses.replace(engine.plan.profile, threads=7, cpu_capability="SVE256")
+    records = [dataclasses.replace(r, profile=elsewhere.hash) for r in run.log.records]
+    log = StepLog(records)
+    ref, _, _ = await upload_run(
+        swarm.client, swarm.batch, log, run.checkpoints, b"adapter", profile=elsewhere
+    )
+    manifest, fetched = await fetch_run(swarm.client, ref)
+    assert manifest.profile == elsewhere  # published in full: a verifier reads it here
+    verdict = await verify_run(engine, swarm.client, manifest, fetched, samples=1)
+    # Not a refusal: the trainer broke the job's terms, and the reason says how.
+    assert verdict.wrong_step == 0
+    assert verdict.challenge is not None
+    assert "another execution profile than the job pins" in verdict.reason
+    assert "cpu_capability: 'SVE256' in the log" in verdict.reason
+    assert f"threads: 7 in the log, {THREADS} pinned" in verdict.reason
+    assert "torch_version" not in verdict.reason
+    # A record naming a profile that is neither the job's nor the manifest's is a break too.
+    honest = list(run.log.records)
+    honest[2] = dataclasses.replace(honest[2], profile=bytes(32))
+    pinned = dataclasses.replace(manifest, profile=engine.plan.profile)
+    odd = await verify_run(engine, swarm.client, pinned, StepLog(honest), samples=1)
+    assert odd.wrong_step == 2
+    assert "neither the job's nor its manifest's" in odd.reason

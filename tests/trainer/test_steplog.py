@@ -11,6 +11,7 @@ import torch
 from Crypto.Hash import keccak
 
 from tests.trainer.conftest import Swarm
+from trainer import codec
 from trainer.errors import (
     CheckpointError,
     CheckpointMissing,
@@ -18,14 +19,18 @@ from trainer.errors import (
     MalformedRecordError,
     StepLogError,
 )
+from trainer.profile import ExecutionProfile, current_profile
 from trainer.state import TensorState, TrainerState
 from trainer.steplog import (
     BatchEntry,
     CheckpointEntry,
+    RunManifest,
     StepLog,
     StepRecord,
     fetch_checkpoint,
     fetch_run,
+    first_malformed,
+    raw_records,
     upload_run,
 )
 
@@ -152,14 +157,7 @@ async def test_run_upload_and_fetch_with_missing_and_wrong_checkpoints(swarm: Sw
         await fetch_checkpoint(
             swarm.client, CheckpointEntry(0, k(b"another state"), entry.reference)
         )
-    no_early = type(fetched)(
-        fetched.log_root,
-        fetched.log_reference,
-        fetched.steps,
-        fetched.checkpoints[1:],
-        fetched.adapter_reference,
-        fetched.adapter_hash,
-    )
+    no_early = dataclasses.replace(fetched, checkpoints=fetched.checkpoints[1:])
     with pytest.raises(CheckpointMissing, match="no checkpoint at or before step 3"):
         no_early.nearest_checkpoint(3)
 
@@ -184,3 +182,46 @@ async def test_a_log_on_swarm_with_a_malformed_record_is_refused(swarm: Swarm) -
     with pytest.raises(StepLogError, match="does not match the run manifest"):
         await fetch_run(swarm.client, bytes(swapped_ref))
     assert (await fetch_run(swarm.client, ref))[1].root == log.root
+
+
+@pytest.mark.asyncio
+async def test_the_run_manifest_publishes_the_full_execution_profile(swarm: Swarm) -> None:
+    log = StepLog([record(0), record(1)])
+    made_under = ExecutionProfile("2.0.0+cpu", "AVX512", 7, deterministic=True)
+    ref, manifest, _ = await upload_run(
+        swarm.client, swarm.batch, log, {}, b"adapter", profile=made_under
+    )
+    fetched, _ = await fetch_run(swarm.client, ref)
+    assert fetched.profile == made_under
+    assert fetched.profile.describe() == (
+        "torch 2.0.0+cpu, AVX512, 7 threads, float32, deterministic, cpu"
+    )
+    # The default is the profile this process runs.
+    _, default, _ = await upload_run(swarm.client, swarm.batch, log, {}, b"adapter")
+    assert default.profile == current_profile()
+    # Its fields are part of the committed bytes: a manifest with a profile of the
+    # wrong shape does not decode, and names the field.
+    doc = msgpack.unpackb(manifest.encode(), raw=False)
+    doc["profile"]["threads"] = "7"
+    with pytest.raises(StepLogError, match="profile: threads must be of type int"):
+        RunManifest.decode(codec.pack(doc))
+    del doc["profile"]["threads"]
+    with pytest.raises(StepLogError, match="profile: a profile must be a map"):
+        RunManifest.decode(codec.pack(doc))
+
+
+def test_first_malformed_names_the_committed_record_that_does_not_decode() -> None:
+    good = [record(i).encode() for i in range(3)]
+    assert first_malformed(good) is None
+    log_bytes = codec.pack({"version": 1, "records": [good[0], b"\x81\xa5index\x01", good[2]]})
+    raw = raw_records(log_bytes)
+    assert raw[1] == b"\x81\xa5index\x01"
+    found = first_malformed(raw)
+    assert found is not None
+    assert found[0] == 1
+    assert "step record" in found[1]
+    # A well-formed record at the wrong position is just as unusable.
+    shuffled = first_malformed([good[0], good[2], good[1]])
+    assert shuffled == (1, "record at position 1 claims step 2")
+    with pytest.raises(MalformedRecordError, match="records must be byte strings"):
+        raw_records(codec.pack({"version": 1, "records": [good[0], 5]}))

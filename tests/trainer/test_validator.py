@@ -16,7 +16,7 @@ from chain.records import JobId, JobStatus, Outcome, SwarmRef, Wei
 from chain.records import Verdict as Vote
 from tests.chain.conftest import PARAMS, World
 from tests.trainer.conftest import Swarm
-from tests.trainer.test_worker_flow import (
+from tests.trainer.market import (
     post_job,
     train_once,
     worker_for,

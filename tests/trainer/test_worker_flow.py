@@ -10,124 +10,24 @@ the challenger and the committee are paid, and the market stays solvent.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from torch import nn
 
-from chain.devchain import EmbeddedChain
 from chain.event_records import DisputeResolved
-from chain.records import JobId, JobSpec, JobStatus, Outcome, SwarmRef, Wei
+from chain.records import JobStatus, Outcome, Wei
 from chain.records import Verdict as Vote
-from tests.chain.conftest import ETHER, PARAMS, REWARD, World, build_world, close_world
-from tests.trainer.conftest import Swarm, write_corpus
-from tests.trainer.helpers import THREADS
-from trainer.dataset import build_dataset, upload_dataset
-from trainer.jobspec import JobDocument, upload_job_document
-from trainer.model import base_model_hash
-from trainer.profile import ExecutionProfile, pin_profile
-from trainer.step import Hyperparams
+from tests.chain.conftest import ETHER, PARAMS, REWARD, World
+from tests.trainer.conftest import Swarm
+from tests.trainer.market import STEPS, WINDOW, post_job, train_once, worker_for, world
 from trainer.tokenizer import GgufTokenizer
 from trainer.validator import Validator, verify_job
-from trainer.worker import Dishonesty, JobOutcome, Worker, WorkerSettings
+from trainer.worker import Dishonesty
+
+__all__ = ["world"]  # the fixture, imported
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
-
-HP = Hyperparams(
-    rank=4,
-    alpha=8.0,
-    targets=("q_proj", "v_proj"),
-    lora_dropout=0.1,
-    learning_rate=1e-3,
-    batch_size=2,
-    seq_len=24,
-    checkpoint_every=2,
-)
-STEPS = 4
-WINDOW = 600
-
-
-@pytest_asyncio.fixture
-async def world() -> AsyncIterator[World]:
-    chain = EmbeddedChain()
-    built = await build_world(chain)
-    try:
-        yield built
-    finally:
-        await close_world(built)
-
-
-@dataclass
-class Posted:
-    job_id: JobId
-    spec: JobSpec
-
-
-async def post_job(
-    world: World,
-    swarm: Swarm,
-    tokenizer: GgufTokenizer,
-    model_path: Path,
-    folder: Path,
-    profile: ExecutionProfile | None = None,
-) -> Posted:
-    """The requester's side: build and upload a dataset, a DAO on its root, the job."""
-    paths = write_corpus(
-        folder,
-        {
-            "a.txt": "Rivers carry water from mountains to the sea. " * 12,
-            "b.txt": "Bees collect nectar and make honey in their hives. " * 12,
-        },
-    )
-    built = build_dataset(paths, tokenizer, shard_tokens=64)
-    upload = await upload_dataset(swarm.client, swarm.batch, built)
-    root = SwarmRef(built.manifest.root)
-    requester = world.clients["requester"]
-    dao = await requester.datasets.create(
-        root, SwarmRef(upload.manifest_reference), [world.address("requester")], quorum_bps=5000
-    )
-    assert await dao.current_root() == root
-    profile = profile or pin_profile(THREADS)
-    document = JobDocument(HP, profile, upload.manifest_reference, bytes(root))
-    doc_ref = await upload_job_document(swarm.client, swarm.batch, document)
-    spec = JobSpec(
-        dao=dao.address,
-        dataset_root=await dao.current_root(),
-        base_model=base_model_hash(model_path),
-        hyperparams=SwarmRef(doc_ref),
-        steps=STEPS,
-        seed=99,
-        deadline=await world.chain.timestamp() + 24 * 3600,
-        challenge_window=WINDOW,
-    )
-    job_id, _ = await world.market("requester").post_job(spec, REWARD)
-    return Posted(job_id, spec)
-
-
-def worker_for(
-    world: World,
-    swarm: Swarm,
-    base: nn.Module,
-    model_path: Path,
-    folder: Path,
-    dishonesty: Dishonesty | None = None,
-) -> Worker:
-    settings = WorkerSettings(
-        model_path=model_path, state_dir=folder, poll_s=0.01, dishonesty=dishonesty
-    )
-    return Worker(world.market("trainer"), swarm.client, swarm.batch, base, settings)
-
-
-async def train_once(worker: Worker) -> JobOutcome:
-    """One pass of the worker's loop: pick the job, claim, train, upload, submit."""
-    for job, spec in await worker.candidates():
-        resolved = await worker.check(job, spec)
-        assert resolved is not None, worker.skipped
-        return await worker.work(job, resolved)
-    raise AssertionError("the worker found no job")
 
 
 async def test_honest_worker_is_verified_and_paid_after_the_window(
