@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.cli_chain import parse_ether as cli_parse_ether
+from agent.cli.common import parse_ether as cli_parse_ether
 from chain.units import MAX_WEI, WEI_PER_ETHER, AmountError, format_ether, parse_ether
 from tools.base import ToolError
 from tools.chain_tool import parse_ether as tool_parse_ether

@@ -1,4 +1,4 @@
-"""`noosphere tools ...` in-process: click's CliRunner on a group with `register` applied."""
+"""`noosphere tools ...` in-process: click's CliRunner on a group holding the `tools` group."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 
-from agent import cli_tools
-from agent.cli import CliState
+from agent.cli import tools as cli_tools
+from agent.cli.common import CliState
 from agent.home import NodeHome
 
 Invoke = Callable[..., Result]
@@ -20,7 +20,7 @@ Invoke = Callable[..., Result]
 @pytest.fixture
 def invoke(tmp_path: Path) -> Invoke:
     group = click.Group("noosphere")
-    cli_tools.register(group)
+    group.add_command(cli_tools.tools_group)
     state = CliState(home=NodeHome(tmp_path / "home"))
 
     def call(*args: str) -> Result:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import CliState
-from agent.cli_chain import deployment_path
+from agent.cli.common import CliState, deployment_path
 from agent.config import load_config
+from agent.errors import ServiceError
 from agent.home import NodeHome
-from agent.services import ServiceError, open_swarm
+from agent.runtime.components import open_swarm
 from chain.devchain import free_port
 from swarm_vectordb.bee.devnode import DevNode
 from tests.conftest import Cli

@@ -21,7 +21,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from agent.cli import CliState, read_password
+from agent.cli.common import CliState, read_password
 from agent.home import NodeHome
 from agent.owner import PASSWORD_ENV, child_environment, take_env_password
 from chain.devchain import AnvilChain, find_anvil, free_port

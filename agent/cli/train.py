@@ -22,13 +22,20 @@ from typing import TYPE_CHECKING
 
 import click
 
+from agent.cli.common import (
+    CliState,
+    TrainCommandError,
+    confirm,
+    handle_errors,
+    model_path,
+    parse_ether,
+    with_client,
+)
 from agent.errors import NoosphereError
-from agent.models import resolve_model
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from agent.cli import CliState
     from chain.client import ChainClient
 
 _WORKER_PLAN = """\
@@ -42,32 +49,16 @@ _WORKER_PLAN = """\
 A wrong step loses the stake. Pass --opt-in to start."""
 
 
-class TrainCommandError(NoosphereError):
-    """A training-market error, reported as one line."""
-
-
 class ProfileRefusal(NoosphereError):
     """This process cannot reproduce the job's execution profile: no verdict either way."""
 
     exit_status = 2
 
 
-def _model_path(state: CliState) -> Path:
-    cfg = state.config
-    return resolve_model(cfg.model, cfg.models_dir(state.home.root)).path
-
-
 async def _base(path: Path) -> nn.Module:
     from trainer.model import load_base_model
 
     return await asyncio.to_thread(load_base_model, path)
-
-
-def register(main: click.Group) -> None:
-    """Add `verify`, `train` and `adapter` to the root group."""
-    main.add_command(verify)
-    main.add_command(train)
-    main.add_command(adapter)
 
 
 # ---------------------------------------------------------------- verify
@@ -91,7 +82,6 @@ def verify(
     deployment_file: Path | None,
 ) -> None:
     """Replay SAMPLES random steps of JOB_ID's submitted log; challenge the first wrong one."""
-    from agent.cli import handle_errors
 
     handle_errors(_verify)(state, job_id, samples, challenge, bond, assume_yes, deployment_file)
 
@@ -105,14 +95,13 @@ def _verify(
     assume_yes: bool,
     deployment_file: Path | None,
 ) -> None:
-    from agent.cli_chain import confirm, parse_ether, with_client
-    from agent.services import open_swarm
+    from agent.runtime.components import open_swarm
     from chain.records import JobId, Wei
-    from trainer.errors import ProfileMismatch, TrainerError
+    from trainer.errors import MalformedLogError, ProfileMismatch, TrainerError
     from trainer.validator import verify_job
 
     wei = parse_ether(bond) if bond else None
-    model = _model_path(state)
+    model = model_path(state)
     cfg = state.config
 
     async def work(client: ChainClient) -> int:
@@ -124,6 +113,9 @@ def _verify(
                 )
             except ProfileMismatch as exc:
                 raise ProfileRefusal(f"refusing to judge job {job_id}: {exc}") from None
+            except MalformedLogError as exc:  # not replayable, but disputable
+                click.echo(f"job {job_id}: {exc}")
+                run, verdict = None, exc.verdict
             except TrainerError as exc:
                 raise TrainCommandError(f"job {job_id}: {exc}") from None
         for result in verdict.replays:
@@ -137,7 +129,7 @@ def _verify(
                 click.echo(
                     f"step {m.step}: DIFFERS in {', '.join(m.fields)} (distance {m.distance:.3g})"
                 )
-        if verdict.honest:
+        if verdict.honest and run is not None:
             click.echo(f"job {job_id}: {verdict.reason} ({len(run.log)} steps in the log)")
             return 0
         click.echo(f"job {job_id}: step {verdict.wrong_step} is wrong: {verdict.reason}")
@@ -193,7 +185,6 @@ def train_worker(
     deployment_file: Path | None,
 ) -> None:
     """Claim, train and submit jobs this node can run; SIGUSR1 pauses/resumes, SIGTERM stops."""
-    from agent.cli import handle_errors
 
     if not opt_in:
         click.echo(_WORKER_PLAN, err=True)
@@ -213,8 +204,7 @@ def _worker(
     assume_yes: bool,
     deployment_file: Path | None,
 ) -> None:
-    from agent.cli_chain import confirm, with_client
-    from agent.services import open_swarm
+    from agent.runtime.components import open_swarm
     from trainer.errors import TrainerError
     from trainer.profile import pin_profile
     from trainer.worker import Dishonesty, Worker, WorkerControl, WorkerSettings
@@ -227,7 +217,7 @@ def _worker(
         dishonesty = Dishonesty.from_env()
     except TrainerError as exc:
         raise TrainCommandError(str(exc)) from None
-    model = _model_path(state)
+    model = model_path(state)
     cfg = state.config
     control = WorkerControl()
 
@@ -293,7 +283,6 @@ def train_validator(
     deployment_file: Path | None,
 ) -> None:
     """Register and stake as a validator; draw, judge and vote on disputes you sit on."""
-    from agent.cli import handle_errors
 
     handle_errors(_validator)(state, stake_eth, once, poll, assume_yes, deployment_file)
 
@@ -306,12 +295,11 @@ def _validator(
     assume_yes: bool,
     deployment_file: Path | None,
 ) -> None:
-    from agent.cli_chain import confirm, parse_ether, with_client
-    from agent.services import open_swarm
+    from agent.runtime.components import open_swarm
     from trainer.validator import Validator
 
     wei = parse_ether(stake_eth) if stake_eth else None
-    model = _model_path(state)
+    model = model_path(state)
     cfg = state.config
     stopping = asyncio.Event()
 
@@ -352,14 +340,12 @@ def adapter() -> None:
 @click.pass_obj
 def adapter_fetch(state: CliState, job_id: int, deployment_file: Path | None) -> None:
     """Download JOB_ID's adapter, check its committed hash, store it in the node home."""
-    from agent.cli import handle_errors
 
     handle_errors(_adapter_fetch)(state, job_id, deployment_file)
 
 
 def _adapter_fetch(state: CliState, job_id: int, deployment_file: Path | None) -> None:
-    from agent.cli_chain import with_client
-    from agent.services import open_swarm
+    from agent.runtime.components import open_swarm
     from chain.records import JobId
     from trainer.errors import TrainerError
     from trainer.validator import fetch_job_adapter
@@ -385,66 +371,3 @@ def _adapter_fetch(state: CliState, job_id: int, deployment_file: Path | None) -
         f"use it with: noosphere --set 'model.adapters=[{{path=\"{target}\", scale=1.0}}]' chat",
         err=True,
     )
-
-
-# ---------------------------------------------------------------- job post (requester)
-
-
-async def post_document(
-    state: CliState,
-    client: ChainClient,
-    dao: str,
-    manifest: str | None,
-    hyperparams: dict[str, float | int],
-    threads: int,
-) -> bytes:
-    """Upload the job document for `job post` without --hyperparams; its reference.
-
-    The dataset manifest is --manifest or the description the DAO stored with its
-    current root (`dataset create ROOT MANIFEST_REF`); either way its Merkle root
-    must be the DAO's current root.
-    """
-    from agent.cli_chain import parse_ref
-    from agent.services import open_swarm
-    from trainer.errors import TrainerError
-    from trainer.jobspec import JobDocument, upload_job_document
-    from trainer.profile import pin_profile
-    from trainer.step import Hyperparams
-
-    handle = client.dao(dao)
-    root = bytes(await handle.current_root())
-    if manifest is not None:
-        manifest_ref = bytes(parse_ref(manifest))
-    else:
-        history = await handle.history()
-        current = [h for h in history if bytes(h.root) == root]
-        if not current:
-            raise TrainCommandError(f"DAO {dao} has no history entry for its root: pass --manifest")
-        manifest_ref = bytes(current[-1].description)
-    rank = int(hyperparams.pop("rank"))
-    try:
-        hp = Hyperparams(rank=rank, alpha=2.0 * rank, **hyperparams)  # type: ignore[arg-type]
-    except ValueError as exc:
-        raise TrainCommandError(f"hyperparameters: {exc}") from None
-    cfg = state.config
-    try:
-        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
-            from trainer.dataset import fetch_manifest
-
-            found = await fetch_manifest(swarm.bee, manifest_ref)
-            if found.root != root:
-                raise TrainCommandError(
-                    f"manifest {manifest_ref.hex()} has root {found.root.hex()}, "
-                    f"not the DAO's current root {root.hex()}"
-                )
-            document = JobDocument(hp, pin_profile(threads), manifest_ref, root)
-            return await upload_job_document(swarm.bee, swarm.batch, document)
-    except TrainerError as exc:
-        raise TrainCommandError(f"dataset manifest {manifest_ref.hex()}: {exc}") from None
-
-
-def node_model_hash(state: CliState) -> bytes:
-    """keccak256 of this node's GGUF: the base model a job posted from here names."""
-    from trainer.model import base_model_hash
-
-    return base_model_hash(_model_path(state))

@@ -1,8 +1,6 @@
-"""`noosphere` subcommands for the chain component (registered by agent.cli).
+"""`noosphere chain dev`, `stake`, `unstake`, `registry show`: the chain component.
 
     noosphere chain dev [--port 8545]            anvil + every contract, in the foreground
-    noosphere dataset create|propose|vote|execute|fork|join|show
-    noosphere job post|list|show
     noosphere stake AMOUNT | unstake AMOUNT      amounts in ether ("0.5")
     noosphere registry show [ADDRESS]
 
@@ -18,153 +16,32 @@ import asyncio
 import dataclasses
 import json
 import signal
-import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from agent.errors import ConfigError, NoosphereError
-from agent.owner import discard_typeahead
+from agent.cli.common import (
+    ChainCommandError,
+    CliState,
+    deployment_option,
+    deployment_path,
+    emit,
+    handled,
+    json_option,
+    parse_ether,
+    record_dict,
+    run,
+    send_transaction,
+    with_client,
+    yes_option,
+)
 
 if TYPE_CHECKING:
-    from agent.cli import CliState
     from chain.client import ChainClient
-    from chain.records import SwarmRef, Wei
 
-T = TypeVar("T")
 DEV_ACCOUNTS = 10
 DEV_BALANCE_WEI = 10_000 * 10**18
-
-
-class ChainCommandError(NoosphereError):
-    """A chain error, reported to the user as one line."""
-
-
-def register(main: click.Group) -> None:
-    """Add this component's commands to the root `noosphere` group."""
-    from agent.cli_market import dataset, job
-
-    for command in (chain_group, dataset, job, stake, unstake, registry):
-        main.add_command(command)
-
-
-# ---------------------------------------------------------------- plumbing
-
-deployment_option = click.option(
-    "--deployment",
-    "deployment_file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Deployment JSON (default: <home>/deployment.json).",
-)
-yes_option = click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask.")
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
-def parse_ether(text: str) -> Wei:
-    """A positive amount of ether, exactly (`chain.units`); bad text is a usage error."""
-    from chain.units import AmountError
-    from chain.units import parse_ether as parse
-
-    try:
-        return parse(text)
-    except AmountError as exc:
-        raise click.BadParameter(str(exc)) from None
-
-
-def parse_ref(text: str) -> SwarmRef:
-    from chain.records import swarm_ref
-
-    try:
-        return swarm_ref(text)
-    except ValueError as exc:
-        raise click.BadParameter(f"{text!r}: {exc} (64 hex digits)") from exc
-
-
-def confirm(assume_yes: bool, action: str) -> None:
-    if assume_yes:
-        return
-    if not sys.stdin.isatty():
-        raise ChainCommandError(f"refusing to {action} without a terminal: pass --yes")
-    discard_typeahead(sys.stdin)  # only what is typed after the question answers it
-    click.confirm(f"{action}?", abort=True, err=True)
-
-
-def deployment_path(state: CliState, explicit: Path | None) -> Path:
-    return state.home.deployment(explicit)
-
-
-def with_client(
-    state: CliState,
-    deployment_file: Path | None,
-    work: Callable[[ChainClient], Awaitable[T]],
-    *,
-    signer: bool,
-) -> T:
-    """Load key and deployment, connect, run `work`, close; ChainError -> one line."""
-    from eth_account import Account
-
-    from agent import identity
-    from agent.cli import read_password, run
-    from chain.client import ChainClient
-    from chain.deploy import Deployment
-    from chain.errors import ChainError
-
-    url = state.config.network.eth_rpc_url
-    if not url:
-        raise ConfigError(
-            "network.eth_rpc_url",
-            "empty: start `noosphere chain dev` and pass "
-            "--set network.eth_rpc_url=http://127.0.0.1:8545, or set a node's URL",
-        )
-    if signer:
-        account = identity.load_identity(
-            state.home.keystore_file, read_password(confirm=False)
-        ).account
-    else:
-        account = Account.create()  # reads need no key; never used to sign
-    timeout_s = state.config.network.request_timeout_s
-
-    async def go() -> T:
-        try:
-            deployment = Deployment.load(deployment_path(state, deployment_file))
-            async with await ChainClient.connect(
-                url, account, deployment, timeout_s=timeout_s
-            ) as client:
-                return await work(client)
-        except ChainError as exc:
-            raise ChainCommandError(str(exc)) from exc
-
-    return run(go())
-
-
-def emit(value: Any, as_json: bool, lines: Callable[[], list[str]]) -> None:
-    if as_json:
-        click.echo(json.dumps(value, default=_jsonable))
-    else:
-        for line in lines():
-            click.echo(line)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
-    return str(value)
-
-
-def record_dict(record: Any) -> dict[str, Any]:
-    out = dataclasses.asdict(record)
-    return {k: _jsonable(v) if isinstance(v, bytes) else v for k, v in out.items()}
-
-
-def handled(fn: Callable[..., None]) -> Callable[..., None]:
-    from agent.cli import handle_errors
-
-    return handle_errors(fn)
-
 
 # ---------------------------------------------------------------- chain dev
 
@@ -184,8 +61,6 @@ def dev(
     state: CliState, host: str, port: int, fund: tuple[str, ...], deployment_file: Path | None
 ) -> None:
     """Run anvil, deploy every contract, fund dev accounts; stop on SIGINT/SIGTERM."""
-    from agent.cli import run
-
     out = deployment_path(state, deployment_file)
     handled(lambda: run(_dev(state, host, port, list(fund), out)))()
 
@@ -286,17 +161,6 @@ def unstake(state: CliState, amount: str, assume_yes: bool, deployment_file: Pat
     wei = parse_ether(amount)
     action = f"unstake {format_ether(wei)} ({wei} wei)"
     handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()
-
-
-def send_transaction(
-    state: CliState,
-    deployment_file: Path | None,
-    assume_yes: bool,
-    action: str,
-    work: Callable[[ChainClient], Awaitable[None]],
-) -> None:
-    confirm(assume_yes, action)
-    with_client(state, deployment_file, work, signer=True)
 
 
 # ---------------------------------------------------------------- registry

@@ -1,151 +1,26 @@
-"""The `noosphere` command.
-
-Every command is a thin shell over the library: parse flags, load the node home
-and configuration, run one coroutine with `asyncio.run`, print. Errors the user
-can act on (`NoosphereError`) print one line and exit with their status (2 for
-bad input, configuration or password; 1 for run-time failures); Ctrl-C exits 130.
-"""
+"""The `noosphere` commands that run the node itself: init, id, ask, model, config."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import functools
 import json
-import logging
-import os
 import sys
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from agent import (
-    cli_chain,
-    cli_chat,
-    cli_knowledge,
-    cli_swarm,
-    cli_tools,
-    cli_train,
-    cli_trainer,
-    identity,
-)
-from agent.config import Config, load_config, render_toml
-from agent.errors import IdentityError, NoosphereError
-from agent.home import NodeHome
-from agent.owner import take_env_password
+from agent import identity
+from agent.cli.common import CliState, handle_errors, read_password, run
+from agent.config import Config, render_toml
 
-P = ParamSpec("P")
-T = TypeVar("T")
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class CliState:
-    home: NodeHome
-    overrides: list[str] = field(default_factory=list)
-    config_file: Path | None = None
-    _config: Config | None = None
-    env_password: str | None = field(default=None, repr=False)  # NOOSPHERE_PASSWORD, taken
-
-    @property
-    def config(self) -> Config:
-        if self._config is None:
-            self._config = load_config(
-                self.config_file or self.home.config_file, env=os.environ, overrides=self.overrides
-            )
-        return self._config
-
-
-def handle_errors(fn: Callable[P, T]) -> Callable[P, T]:
-    """Turn NoosphereError into `error: ...` and its exit status; Ctrl-C into 130."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except NoosphereError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_status)
-        except KeyboardInterrupt:
-            click.echo("\ninterrupted", err=True)
-            sys.exit(130)
-
-    return wrapper
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-def read_password(*, confirm: bool) -> str:
-    """The keystore password: NOOSPHERE_PASSWORD, else a prompt on a terminal.
-
-    The variable leaves the environment as soon as it is read, so no child process
-    inherits it: the root command takes it before any subcommand runs and keeps the
-    value in its `CliState` (see `agent.owner`).
-    """
-    env = take_env_password()
-    if env is None:
-        ctx = click.get_current_context(silent=True)
-        state = ctx.find_object(CliState) if ctx is not None else None
-        env = state.env_password if state is not None else None
-    if env is not None:
-        return env
-    if not sys.stdin.isatty():
-        raise IdentityError("no password: set NOOSPHERE_PASSWORD or run in a terminal")
-    value: str = click.prompt(
-        "Keystore password", hide_input=True, confirmation_prompt=confirm, err=True
-    )
-    return value
-
-
-# ---------------------------------------------------------------- root
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--home", type=click.Path(file_okay=False), help="Node home (default ~/.noosphere).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file.")
-@click.option(
-    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key."
-)
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for llama.cpp's own).")
-@click.version_option(package_name="noosphere")
-@click.pass_context
-def main(
-    ctx: click.Context,
-    home: str | None,
-    config_file: str | None,
-    overrides: tuple[str, ...],
-    verbose: int,
-) -> None:
-    """Noosphere: a peer-to-peer LLM node on Ethereum and Swarm."""
-    level = {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
-    level_name = os.environ.get("NOOSPHERE_LOG_LEVEL")
-    if level_name and not verbose:
-        level = logging.getLevelName(level_name.upper())
-        if not isinstance(level, int):
-            raise click.BadParameter(
-                f"unknown log level {level_name!r}", param_hint="NOOSPHERE_LOG_LEVEL"
-            )
-    logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    logging.getLogger("llama_cpp").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
-    ctx.obj = CliState(
-        home=NodeHome.locate(home, os.environ),
-        overrides=list(overrides),
-        config_file=Path(config_file) if config_file else None,
-        env_password=take_env_password(),  # out of the environment before anything runs
-    )
-
+if TYPE_CHECKING:
+    from agent.api.client import NodeClient
 
 # ---------------------------------------------------------------- identity
 
 
-@main.command()
+@click.command()
 @click.pass_obj
 @handle_errors
 def init(state: CliState) -> None:
@@ -166,7 +41,7 @@ def init(state: CliState) -> None:
     click.echo(node.address)
 
 
-@main.command("id")
+@click.command("id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.pass_obj
 @handle_errors
@@ -183,7 +58,7 @@ def show_id(state: CliState, as_json: bool) -> None:
 # ---------------------------------------------------------------- ask
 
 
-@main.command()
+@click.command()
 @click.argument("question")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of streaming.")
 @click.option("--raw", is_flag=True, help="The bare model only: no tools, knowledge or routing.")
@@ -192,6 +67,11 @@ def show_id(state: CliState, as_json: bool) -> None:
 @click.option("--temperature", type=click.FloatRange(0, 5), help="Sampling temperature.")
 @click.option("--seed", type=click.IntRange(-1), help="Sampling seed (-1: random).")
 @click.option("--model", "model_path", type=click.Path(dir_okay=False), help="GGUF file to use.")
+@click.option(
+    "--peer",
+    metavar="ADDRESS",
+    help="Ask the node with this address (0x...) over Swarm instead; its answer is its text.",
+)
 @click.pass_obj
 @handle_errors
 def ask(
@@ -204,10 +84,12 @@ def ask(
     temperature: float | None,
     seed: int | None,
     model_path: str | None,
+    peer: str | None,
 ) -> None:
     """Ask QUESTION ('-' reads it from stdin): tools, knowledge and sources, as in chat.
 
-    With --json the answer comes with the tool calls, sources and timings.
+    With --json the answer comes with the tool calls, sources and timings. A running
+    node (`noosphere node`) answers when there is one and no sampling flag is given.
     """
     from agent.ask import AskRequest, ask_assistant, ask_raw, raw_json
     from agent.errors import ConfigError
@@ -226,6 +108,19 @@ def ask(
             "limits.max_input_chars",
             f"question is longer than {cfg.limits.max_input_chars} characters",
         )
+    if peer is not None:
+        if raw or network or model_path:
+            raise ConfigError("peer", "--peer asks another node: --raw, --network and --model "
+                              "do not apply")  # fmt: skip
+        _ask_peer(state, peer, question, as_json)
+        return
+    sampling = (max_tokens, temperature, seed, model_path)
+    client = state.running_node() if not raw and all(x is None for x in sampling) else None
+    if client is not None:
+        _ask_through(client, question, network, as_json)
+        return
+    if not raw:
+        state.refuse_beside_running_node("ask")
     choice = resolve_model(cfg.model, cfg.models_dir(state.home.root))
     params = SamplingParams.from_config(cfg.model)
     changes = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
@@ -250,10 +145,67 @@ def ask(
         click.echo(json.dumps(report))
 
 
+def _ask_through(client: NodeClient, question: str, network: bool, as_json: bool) -> None:
+    """The running node's answer: streamed (tools on stderr), or its JSON report."""
+    if as_json:
+        click.echo(json.dumps(dict(client.ask(question, network=network), node=client.url)))
+        return
+    for event, data in client.ask_stream(question, network=network):
+        if event == "token":
+            sys.stdout.write(data.get("text", ""))
+            sys.stdout.flush()
+        elif event == "tool_call":
+            args = json.dumps(data.get("arguments", {}))[:200]
+            click.echo(f"[{data.get('name')} {args}]", err=True)
+        elif event == "notice":
+            click.echo(f"[{data.get('text', '')}]", err=True)
+    sys.stdout.write("\n")
+
+
+def _ask_peer(state: CliState, address: str, question: str, as_json: bool) -> None:
+    """Another node's signed reply, through the running node or from this process."""
+    from agent.errors import ConfigError
+    from swarm_vectordb.asks import PeerReply
+    from tools.ask_peer import show_reply
+
+    digits = address[2:] if address[:2].lower() == "0x" else ""
+    if len(digits) != 40 or any(c not in "0123456789abcdefABCDEF" for c in digits):
+        raise ConfigError("peer", f"{address[:60]!r} is not an address (0x and 40 hex digits)")
+    client = state.running_node()
+    if client is not None:
+        answer = client.peer_ask(address, question)
+    else:
+        answer = run(_ask_peer_here(state, bytes.fromhex(digits), question))
+    if as_json:
+        click.echo(json.dumps(answer))
+        return
+    reply = PeerReply(
+        peer=bytes.fromhex(answer["peer"][2:]),
+        text=answer["text"],
+        latency_ms=answer["latency_ms"],
+        ask_id=b"",
+    )
+    click.echo(show_reply(reply))
+
+
+async def _ask_peer_here(state: CliState, address: bytes, question: str) -> dict[str, Any]:
+    from agent.node import Node
+
+    key = identity.load_identity(state.home.keystore_file, read_password(confirm=False))
+    async with await Node.open(state.config, state.home, identity=lambda: key) as node:
+        reply = await node.ask_peer(address, question)
+    return {
+        "peer": reply.peer_hex,
+        "text": reply.text,
+        "latency_ms": round(reply.latency_ms, 1),
+        "untrusted": True,
+    }
+
+
 # ---------------------------------------------------------------- model
 
 
-@main.group()
+@click.group()
 def model() -> None:
     """List, pull and quantize GGUF models."""
 
@@ -343,7 +295,7 @@ def model_quantize(src: str, dst: str, qtype: str, threads: int, force: bool) ->
 # ---------------------------------------------------------------- config
 
 
-@main.group("config")
+@click.group("config")
 def config_group() -> None:
     """Inspect the configuration."""
 
@@ -355,17 +307,3 @@ def config_group() -> None:
 def config_show(state: CliState, defaults: bool) -> None:
     """Print the effective configuration (file + environment + flags) as TOML."""
     click.echo(render_toml(Config() if defaults else state.config), nl=False)
-
-
-# ---------------------------------------------------------------- components
-
-cli_swarm.register(main)
-cli_chain.register(main)
-cli_knowledge.register(main)
-cli_tools.register(main)
-cli_chat.register(main)
-cli_trainer.register(main)  # after cli_chain: adds `dataset build`
-cli_train.register(main)  # verify, train worker|validator, adapter fetch
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,11 @@
-"""`noosphere dataset ...` and `noosphere job ...`: the dataset DAOs and the training market.
+"""`noosphere job ...`: the training market from the requester's and juror's side.
 
-Registered by `agent.cli_chain`, whose plumbing (deployment file, signing client,
-confirmation, output) these commands share.
+    noosphere job post --dao DAO --steps N --reward ETH [...]
+    noosphere job list|show JOB
+    noosphere job draw|vote|resolve JOB       disputes
+
+`job post` without --hyperparams builds the job document (hyperparameters, the
+execution profile, the dataset manifest) and uploads it to Swarm first.
 """
 
 from __future__ import annotations
@@ -11,11 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from agent.cli_chain import (
+from agent.cli.common import (
+    CliState,
+    TrainCommandError,
     deployment_option,
     emit,
     handled,
     json_option,
+    model_path,
     parse_ether,
     parse_ref,
     record_dict,
@@ -25,194 +32,7 @@ from agent.cli_chain import (
 )
 
 if TYPE_CHECKING:
-    from agent.cli import CliState
     from chain.client import ChainClient
-
-# ---------------------------------------------------------------- dataset
-
-
-@click.group()
-def dataset() -> None:
-    """Dataset DAOs: create, propose and vote on roots, fork, show."""
-
-
-@dataset.command("create")
-@click.argument("root")
-@click.argument("description")
-@click.option("--member", "members", multiple=True, metavar="ADDRESS", help="A member (repeat).")
-@click.option("--quorum-bps", type=click.IntRange(1, 10_000), default=5_000, show_default=True)
-@click.option("--voting-period", type=click.IntRange(1), default=3 * 24 * 3600, show_default=True)
-@yes_option
-@deployment_option
-@click.pass_obj
-def dataset_create(
-    state: CliState,
-    root: str,
-    description: str,
-    members: tuple[str, ...],
-    quorum_bps: int,
-    voting_period: int,
-    assume_yes: bool,
-    deployment_file: Path | None,
-) -> None:
-    """New DAO at ROOT (Swarm ref) described by DESCRIPTION (Swarm ref); you are a member."""
-
-    async def work(client: ChainClient) -> None:
-        everyone = list(dict.fromkeys([client.tx.address, *members]))
-        dao = await client.datasets.create(
-            root_ref, desc_ref, everyone, quorum_bps=quorum_bps, voting_period=voting_period
-        )
-        click.echo(dao.address)
-
-    root_ref, desc_ref = parse_ref(root), parse_ref(description)
-    handled(
-        lambda: send_transaction(state, deployment_file, assume_yes, "create a dataset DAO", work)
-    )()
-
-
-@dataset.command("propose")
-@click.argument("dao")
-@click.argument("root")
-@click.argument("description")
-@yes_option
-@deployment_option
-@click.pass_obj
-def dataset_propose(
-    state: CliState,
-    dao: str,
-    root: str,
-    description: str,
-    assume_yes: bool,
-    deployment_file: Path | None,
-) -> None:
-    """Propose ROOT as DAO's new dataset root; prints the proposal id."""
-
-    async def work(client: ChainClient) -> None:
-        proposal, _ = await client.dao(dao).propose(root_ref, desc_ref)
-        click.echo(proposal)
-
-    root_ref, desc_ref = parse_ref(root), parse_ref(description)
-    handled(
-        lambda: send_transaction(state, deployment_file, assume_yes, f"propose on {dao}", work)
-    )()
-
-
-@dataset.command("vote")
-@click.argument("dao")
-@click.argument("proposal", type=click.IntRange(0))
-@click.argument("choice", type=click.Choice(["for", "against"]))
-@yes_option
-@deployment_option
-@click.pass_obj
-def dataset_vote(
-    state: CliState,
-    dao: str,
-    proposal: int,
-    choice: str,
-    assume_yes: bool,
-    deployment_file: Path | None,
-) -> None:
-    """Vote for or against PROPOSAL of DAO."""
-    from chain.records import ProposalId
-
-    async def work(client: ChainClient) -> None:
-        await client.dao(dao).vote(ProposalId(proposal), support=choice == "for")
-        click.echo(f"voted {choice} proposal {proposal}")
-
-    action = f"vote {choice} proposal {proposal}"
-    handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()
-
-
-@dataset.command("execute")
-@click.argument("dao")
-@click.argument("proposal", type=click.IntRange(0))
-@yes_option
-@deployment_option
-@click.pass_obj
-def dataset_execute(
-    state: CliState, dao: str, proposal: int, assume_yes: bool, deployment_file: Path | None
-) -> None:
-    """Execute a passed PROPOSAL: DAO's root becomes the proposed one."""
-    from chain.records import ProposalId
-
-    async def work(client: ChainClient) -> None:
-        await client.dao(dao).execute(ProposalId(proposal))
-        click.echo("0x" + (await client.dao(dao).current_root()).hex())
-
-    action = f"execute proposal {proposal}"
-    handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()
-
-
-@dataset.command("fork")
-@click.argument("dao")
-@yes_option
-@deployment_option
-@click.pass_obj
-def dataset_fork(state: CliState, dao: str, assume_yes: bool, deployment_file: Path | None) -> None:
-    """Fork DAO at its current root; other members join with `dataset join CHILD`."""
-
-    async def work(client: ChainClient) -> None:
-        child = await client.dao(dao).fork()
-        click.echo(child.address)
-
-    handled(lambda: send_transaction(state, deployment_file, assume_yes, f"fork {dao}", work))()
-
-
-@dataset.command("join")
-@click.argument("dao")
-@yes_option
-@deployment_option
-@click.pass_obj
-def dataset_join(state: CliState, dao: str, assume_yes: bool, deployment_file: Path | None) -> None:
-    """Join the fork DAO (open to members of its parent during the join window)."""
-
-    async def work(client: ChainClient) -> None:
-        await client.dao(dao).join()
-        click.echo(f"joined {dao}")
-
-    handled(lambda: send_transaction(state, deployment_file, assume_yes, f"join {dao}", work))()
-
-
-@dataset.command("show")
-@click.argument("dao")
-@json_option
-@deployment_option
-@click.pass_obj
-def dataset_show(state: CliState, dao: str, as_json: bool, deployment_file: Path | None) -> None:
-    """Root, lineage, members, root history and proposals of DAO."""
-
-    async def work(client: ChainClient) -> dict[str, Any]:
-        handle = client.dao(dao)
-        return {
-            "address": handle.address,
-            "root": "0x" + (await handle.current_root()).hex(),
-            "lineage": await handle.lineage(),
-            "members": await handle.members(),
-            "quorum_votes": await handle.quorum_votes(),
-            "history": [record_dict(h) for h in await handle.history()],
-            "proposals": [record_dict(p) for p in await handle.proposals()],
-        }
-
-    def show() -> None:
-        info = with_client(state, deployment_file, work, signer=False)
-        emit(
-            info,
-            as_json,
-            lambda: [
-                f"dao       {info['address']}",
-                f"root      {info['root']}",
-                f"lineage   {' <- '.join(info['lineage'])}",
-                f"members   {', '.join(info['members'])} (quorum {info['quorum_votes']})",
-                *(f"root[{h['index']}]   {h['root']}" for h in info["history"]),
-                *(
-                    f"proposal {p['proposal_id']}: {p['root']} yes={p['yes']} no={p['no']}"
-                    f"{' executed' if p['executed'] else ''}"
-                    for p in info["proposals"]
-                ),
-            ],
-        )
-
-    handled(show)()
 
 
 # ---------------------------------------------------------------- job
@@ -269,7 +89,6 @@ def job_post(
     deployment_file: Path | None,
 ) -> None:
     """Post a training job on DAO's current dataset root; prints the job id."""
-    from agent.cli_train import node_model_hash, post_document
     from chain.records import JobSpec, SwarmRef
 
     async def work(client: ChainClient) -> None:
@@ -425,3 +244,65 @@ def job_resolve(
 
     action = f"resolve the dispute of job {job_id}"
     handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()
+
+
+# ---------------------------------------------------------------- job post (requester)
+
+
+async def post_document(
+    state: CliState,
+    client: ChainClient,
+    dao: str,
+    manifest: str | None,
+    hyperparams: dict[str, float | int],
+    threads: int,
+) -> bytes:
+    """Upload the job document for `job post` without --hyperparams; its reference.
+
+    The dataset manifest is --manifest or the description the DAO stored with its
+    current root (`dataset create ROOT MANIFEST_REF`); either way its Merkle root
+    must be the DAO's current root.
+    """
+    from agent.runtime.components import open_swarm
+    from trainer.errors import TrainerError
+    from trainer.jobspec import JobDocument, upload_job_document
+    from trainer.profile import pin_profile
+    from trainer.step import Hyperparams
+
+    handle = client.dao(dao)
+    root = bytes(await handle.current_root())
+    if manifest is not None:
+        manifest_ref = bytes(parse_ref(manifest))
+    else:
+        history = await handle.history()
+        current = [h for h in history if bytes(h.root) == root]
+        if not current:
+            raise TrainCommandError(f"DAO {dao} has no history entry for its root: pass --manifest")
+        manifest_ref = bytes(current[-1].description)
+    rank = int(hyperparams.pop("rank"))
+    try:
+        hp = Hyperparams(rank=rank, alpha=2.0 * rank, **hyperparams)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise TrainCommandError(f"hyperparameters: {exc}") from None
+    cfg = state.config
+    try:
+        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+            from trainer.dataset import fetch_manifest
+
+            found = await fetch_manifest(swarm.bee, manifest_ref)
+            if found.root != root:
+                raise TrainCommandError(
+                    f"manifest {manifest_ref.hex()} has root {found.root.hex()}, "
+                    f"not the DAO's current root {root.hex()}"
+                )
+            document = JobDocument(hp, pin_profile(threads), manifest_ref, root)
+            return await upload_job_document(swarm.bee, swarm.batch, document)
+    except TrainerError as exc:
+        raise TrainCommandError(f"dataset manifest {manifest_ref.hex()}: {exc}") from None
+
+
+def node_model_hash(state: CliState) -> bytes:
+    """keccak256 of this node's GGUF: the base model a job posted from here names."""
+    from trainer.model import base_model_hash
+
+    return base_model_hash(model_path(state))

@@ -1,4 +1,4 @@
-"""`noosphere swarm` subcommands (registered by agent.cli).
+"""`noosphere swarm` subcommands.
 
     noosphere swarm dev [--host 127.0.0.1] [--port 1633] [--data-dir DIR]
 
@@ -13,19 +13,11 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
+from agent.cli.common import CliState, handle_errors, run
 from agent.errors import NoosphereError
-
-if TYPE_CHECKING:
-    from agent.cli import CliState
-
-
-def register(main: click.Group) -> None:
-    """Add this component's commands to the root `noosphere` group."""
-    main.add_command(swarm)
 
 
 @click.group()
@@ -43,7 +35,6 @@ def swarm() -> None:
 )
 def dev(host: str, port: int, data_dir: Path | None) -> None:
     """Run a Bee-API-compatible dev node until SIGINT or SIGTERM."""
-    from agent.cli import handle_errors, run
 
     handle_errors(run)(_serve(host, port, data_dir))
 
@@ -94,7 +85,6 @@ def stamp_list(state: CliState, as_json: bool) -> None:
     """List the postage batches of the node at network.bee_url."""
     import json
 
-    from agent.cli import handle_errors, run
     from swarm_vectordb.bee.client import BeeClient
     from swarm_vectordb.bee.errors import SwarmError
 
@@ -134,7 +124,6 @@ def stamp_buy(
     """Buy a postage batch of 2^DEPTH chunks at AMOUNT PLUR each (spends BZZ on a real node)."""
     import sys
 
-    from agent.cli import handle_errors, run
     from swarm_vectordb.bee.client import BeeClient
     from swarm_vectordb.bee.errors import SwarmError
 
