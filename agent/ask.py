@@ -15,10 +15,8 @@ import asyncio
 import dataclasses
 import json
 import sys
-from collections.abc import Callable
-from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import prompts
 from agent.config import Config
@@ -26,6 +24,9 @@ from agent.llm import ChatMessage, ChatResult, LLMCore, SamplingParams
 from agent.loop import TurnEvent
 from tools import ToolContext
 from tools.base import Confirm
+
+if TYPE_CHECKING:
+    from agent.node import IdentitySource
 
 
 def system_prompt(cfg: Config) -> str:
@@ -70,30 +71,24 @@ async def ask_assistant(
     home: Path,
     request: AskRequest,
     *,
-    identity: Callable[[], Any] = lambda: None,
+    identity: IdentitySource = lambda: None,
 ) -> dict[str, Any]:
-    """Answer through the assistant turn; the JSON report (also when streaming)."""
-    from agent.assistant import Assistant
-    from agent.services import open_swarm
+    """Answer through the assistant turn in this process; the JSON report (also when
+    streaming)."""
+    from agent.home import NodeHome
+    from agent.node import Node
 
     loop = asyncio.get_running_loop()
     started = loop.time()
     confirm: Confirm | None = _terminal_confirm if sys.stdin.isatty() else None
-    async with AsyncExitStack() as stack:
-        swarm = None
-        if request.network or cfg.assistant.network:
-            swarm = await stack.enter_async_context(open_swarm(cfg, cfg.data_dir(home)))
-        assistant = await stack.enter_async_context(
-            Assistant.open(
-                cfg, home, request.model_path, identity=identity, swarm=swarm,
-                params=request.params,
-            )
-        )  # fmt: skip
+    async with await Node.open(
+        cfg, NodeHome(home), identity=identity, model_path=request.model_path,
+        preload=("assistant",),
+    ) as node:  # fmt: skip
         load_ms = (loop.time() - started) * 1000
-        report = await assistant.answer(
-            [],
+        report = await node.ask(
             request.question,
-            ToolContext(local_owner=True, confirm=confirm),
+            context=ToolContext(local_owner=True, confirm=confirm),
             on_event=None if request.as_json else _stream_event,
             network=request.network,
         )

@@ -1,7 +1,8 @@
 """One assistant turn, set up the same way for `noosphere chat` and `noosphere ask`.
 
-`Assistant.open(...)` loads the model and the knowledge base, builds the tool
-registry (calculator, python, knowledge) and the router; the chain tools are added
+`Assistant.assemble(...)` takes the node's model and knowledge base (`agent.node.Node`
+opens them), builds the tool registry (calculator, python, knowledge) and the router;
+the chain tools are added
 only when a question is first routed to one, because starting the embedded chain
 (py-evm with the contracts deployed) takes seconds that most questions never need.
 
@@ -19,11 +20,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -37,16 +38,17 @@ from agent.llm import ChatMessage, ChatResult, LLMCore, SamplingParams, ToolCall
 from agent.loop import Agent, TurnEvent, TurnResult
 from agent.pycode import CodeExamples, attempt_params, write_code
 from agent.routing import Route, Router, load_examples
-from agent.services import Knowledge, SwarmAccess, ask_peers, known_peers, my_inbox, open_knowledge
+from agent.runtime.components import Knowledge
 from chain.errors import ChainError
 from tools import ToolContext, ToolRegistry, ToolResult, builtin_registry
 from tools.knowledge import (
-    KnowledgeHit,
     PeerSearch,
-    hits_from_network,
     local_search,
     make_knowledge_tool,
 )
+
+if TYPE_CHECKING:
+    from tools.ask_peer import AskPeer
 
 log = logging.getLogger(__name__)
 
@@ -142,24 +144,9 @@ async def open_chain_tools(
         await client.aclose()
 
 
-def peer_search(
-    cfg: Config, home: Path, node: NodeIdentity, knowledge: Knowledge, swarm: SwarmAccess
-) -> PeerSearch:
-    """The network half of a search: a signed query to the known peers."""
-    me = bytes.fromhex(node.address[2:])
-    model = knowledge.embedder.model_id
-
-    async def search_peers(vector: npt.NDArray[np.float32], k: int) -> list[KnowledgeHit]:
-        inbox = await my_inbox(swarm, me)
-        directory = await known_peers(swarm, cfg, me, NodeHome(home).deployment_file)
-        result = await ask_peers(cfg, swarm, node, inbox, directory, vector, model, k)
-        return hits_from_network(result)
-
-    return search_peers
-
-
 class Assistant:
-    """The model, knowledge base, tools and router one user talks to. Create with `open`."""
+    """The model, knowledge base, tools and router one user talks to. Create with
+    `assemble` (or `agent.node.Node.assistant`)."""
 
     def __init__(
         self,
@@ -192,31 +179,34 @@ class Assistant:
         self._chain_started = False
 
     @classmethod
-    @asynccontextmanager
-    async def open(
+    def assemble(
         cls,
         cfg: Config,
         home: Path,
-        model_path: Path,
+        core: LLMCore,
+        knowledge: Knowledge,
         *,
-        identity: IdentitySource = lambda: None,
-        swarm: SwarmAccess | None = None,
+        identity: IdentitySource,
+        stack: AsyncExitStack,
         params: SamplingParams | None = None,
-    ) -> AsyncIterator[Assistant]:
-        """`swarm` enables network search (with a node identity) for the knowledge tool."""
-        async with AsyncExitStack() as stack:
-            core = await stack.enter_async_context(await LLMCore.load(model_path, cfg.model))
-            knowledge = await stack.enter_async_context(open_knowledge(cfg, cfg.data_dir(home)))
-            node = identity() if swarm is not None else None
-            peers = peer_search(cfg, home, node, knowledge, swarm) if node and swarm else None
-            registry = builtin_registry(deny=[home])
-            search = local_search(knowledge.embedder, knowledge.index, peers=peers)
-            registry.register(make_knowledge_tool(search))
-            yield cls(
-                cfg=cfg, home=home, core=core, knowledge=knowledge, registry=registry,
-                identity=identity, stack=stack,
-                params=params or SamplingParams.from_config(cfg.model), peers=peers,
-            )  # fmt: skip
+        peers: PeerSearch | None = None,
+        ask_peer: AskPeer | None = None,
+    ) -> Assistant:
+        """An assistant over components someone else opened and closes (`stack` holds
+        what the assistant itself opens later: the chain). `ask_peer` (a node with Swarm
+        and a key: `agent.node.Node.ask_peer`) adds the `ask_peer` tool."""
+        registry = builtin_registry(deny=[home])
+        search = local_search(knowledge.embedder, knowledge.index, peers=peers)
+        registry.register(make_knowledge_tool(search))
+        if ask_peer is not None:  # imported here: it brings aiohttp
+            from tools.ask_peer import make_ask_peer_tool
+
+            registry.register(make_ask_peer_tool(ask_peer))
+        return cls(
+            cfg=cfg, home=home, core=core, knowledge=knowledge, registry=registry,
+            identity=identity, stack=stack,
+            params=params or SamplingParams.from_config(cfg.model), peers=peers,
+        )  # fmt: skip
 
     def tool_names(self) -> list[str]:
         """Every tool this assistant can use (chain tools whether started or not)."""
@@ -255,8 +245,12 @@ class Assistant:
         *,
         on_event: Callable[[TurnEvent], None] | None = None,
         network: bool = False,
+        adapters: Mapping[str, float] | None = None,
     ) -> TurnReport:
-        """One turn: route, retrieve where the model answers, run the loop."""
+        """One turn: route, retrieve where the model answers, run the loop.
+
+        `adapters`: the LoRA selection every model call of the turn runs with
+        (`LLMCore.stream_chat`; None: the core's default selection)."""
         timings: dict[str, float] = {}
         started = time.perf_counter()
 
@@ -276,10 +270,11 @@ class Assistant:
         grounding = None
         if route.call is not None:
             result = await self.agent.run_turn(
-                history, text, context, on_event=on_event, direct_call=route.call
-            )
+                history, text, context, on_event=on_event, direct_call=route.call,
+                adapters=adapters,
+            )  # fmt: skip
         elif route.kind == "python":
-            code = await write_code(self.core, text, self.code_examples)
+            code = await write_code(self.core, text, self.code_examples, adapters=adapters)
             mark = lap("write_code_ms", mark)
             attempts = 0
 
@@ -292,18 +287,20 @@ class Assistant:
                 failed = (str(call.arguments["code"]), problem)
                 fixed = await write_code(
                     self.core, text, self.code_examples, error=failed,
-                    params=attempt_params(attempts - 1),
+                    params=attempt_params(attempts - 1), adapters=adapters,
                 )  # fmt: skip
                 return ToolCall("python", {"code": fixed})
 
             result = await self.agent.run_turn(
                 history, text, context, on_event=on_event,
                 direct_call=ToolCall("python", {"code": code}), repair=repair,
+                adapters=adapters,
             )  # fmt: skip
         else:
             if route.kind != "chain_write":
                 grounding = await self.retriever.retrieve(
-                    text, network=network or self.cfg.assistant.network
+                    text,  # never a network search on a remote peer's behalf
+                    network=(network or self.cfg.assistant.network) and context.local_owner,
                 )
                 mark = lap("retrieve_ms", mark)
             grounded = grounding is not None and bool(grounding.passages)
@@ -312,6 +309,7 @@ class Assistant:
                 grounding=grounding,
                 first_tool=route.offered[0] if route.kind == "chain_write" else None,
                 params=self.agent.params.with_(temperature=0.0) if grounded else None,
+                adapters=adapters,
             )  # fmt: skip
         lap("turn_ms", mark)
         timings["total_ms"] = (time.perf_counter() - started) * 1000

@@ -19,7 +19,6 @@ import asyncio
 import json
 import signal
 import sys
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,14 +28,10 @@ from agent.config import Config
 from agent.conversations import ConversationStore
 from agent.errors import NoosphereError
 from agent.home import NodeHome
-from agent.identity import NodeIdentity
 from agent.llm import ChatMessage
 from agent.loop import TurnEvent
+from agent.node import IdentitySource, Node
 from agent.owner import discard_typeahead
-from agent.services import SwarmAccess, known_peers, open_swarm
-from chain.errors import ChainError
-from swarm_vectordb.bee.errors import SwarmError
-from swarm_vectordb.errors import VectorDBError
 from tools import ToolContext
 
 __all__ = ["ChatIO", "ChatSession", "open_chain_tools", "run_chat"]
@@ -47,9 +42,12 @@ HELP = """commands:
   /ingest PATH     add documents to the knowledge base
   /search TEXT     search the knowledge base
   /reset           start a new conversation
+  /adapter         the LoRA adapters, * marking those this chat uses
+  /adapter NAME[,NAME] [SCALE]   answer with these adapters (scale: each one's own)
+  /adapter off|default           the base model alone | the node's default adapters
   /quit            leave (Ctrl-D works too; Ctrl-C cancels an answer)"""
 # Failures the user can act on: printed as one line, and the session goes on.
-REPORTED_ERRORS = (NoosphereError, ChainError, SwarmError, VectorDBError, OSError)
+REPORTED_ERRORS = (NoosphereError, OSError)  # the node translated the rest
 
 
 def one_line(exc: BaseException) -> str:
@@ -83,26 +81,13 @@ class ChatIO:
         return (answer or "").strip().lower() in ("y", "yes")
 
 
-class ChatSession:
-    def __init__(
-        self,
-        *,
-        assistant: Assistant,
-        store: ConversationStore,
-        swarm: SwarmAccess,
-        cfg: Config,
-        home: Path,
-        node: NodeIdentity | None,
-        io: ChatIO,
-        conversation: int | None = None,
-        history: list[ChatMessage] | None = None,
-    ) -> None:
-        self.assistant, self.store, self.swarm = assistant, store, swarm
-        self.knowledge = assistant.knowledge
-        self.cfg, self.home, self.node, self.io = cfg, home, node, io
-        self.conversation = conversation
-        self.history = history or []
-        self._turn: asyncio.Task[Any] | None = None
+class Repl:
+    """The chat loop: a prompt, `/commands`, turns; Ctrl-C cancels the turn running.
+
+    Subclasses answer lines (`_turn_for`), run commands (`_command`) and cancel the
+    turn in progress (`_cancel_turn`, False when none runs)."""
+
+    io: ChatIO
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -126,16 +111,53 @@ class ChatSession:
             loop.remove_signal_handler(signal.SIGINT)
 
     def _interrupt(self) -> None:
+        if not self._cancel_turn():
+            self.io.write("\n(Ctrl-C cancels an answer; /quit leaves)\nyou> ")
+
+    def _cancel_turn(self) -> bool:
+        raise NotImplementedError
+
+    async def _turn_for(self, text: str) -> None:
+        raise NotImplementedError
+
+    async def _command(self, line: str) -> None:
+        raise NotImplementedError
+
+
+class ChatSession(Repl):
+    def __init__(
+        self,
+        *,
+        node: Node,
+        assistant: Assistant,
+        store: ConversationStore,
+        io: ChatIO,
+        conversation: int | None = None,
+        history: list[ChatMessage] | None = None,
+    ) -> None:
+        self.node, self.assistant, self.store, self.io = node, assistant, store, io
+        self.conversation = conversation
+        self.history = history or []
+        self._turn: asyncio.Task[Any] | None = None
+        self.adapters: dict[str, float] | None = None  # LoRA selection; None: the defaults
+
+    def _cancel_turn(self) -> bool:
         if self._turn is not None and not self._turn.done():
             self._turn.cancel()
-        else:
-            self.io.write("\n(Ctrl-C cancels an answer; /quit leaves)\nyou> ")
+            return True
+        return False
 
     async def _turn_for(self, text: str) -> None:
         context = ToolContext(local_owner=True, confirm=self.io.confirm)
         self.io.write("noosphere> ")
         self._turn = asyncio.create_task(
-            self.assistant.answer(self.history, text, context, on_event=self._show)
+            self.node.ask(
+                text,
+                history=self.history,
+                context=context,
+                on_event=self._show,
+                adapters=self.adapters,
+            )
         )
         try:
             result = (await self._turn).result
@@ -174,18 +196,15 @@ class ChatSession:
             self.history, self.conversation = [], None
             self.io.write("new conversation\n")
         elif name == "/search" and arg:
-            query = (await self.knowledge.embedder.embed([arg])).vectors[0]
-            hits = await asyncio.to_thread(self.knowledge.index.search, query, 5)
-            if not hits:
+            found = await self.node.search(arg, k=5)
+            if not found.hits:
                 self.io.write("no results (add documents with /ingest PATH)\n")
-            for hit in hits:
-                snippet = " ".join(hit.chunk.text.split())[:120]
-                self.io.write(
-                    f"  {hit.score:.3f} {hit.chunk.source}#{hit.chunk.position}: {snippet}\n"
-                )
+            for hit in found.hits:
+                snippet = " ".join(hit.text.split())[:120]
+                self.io.write(f"  {hit.score:.3f} {hit.source}#{hit.position}: {snippet}\n")
         elif name == "/ingest" and arg:
             try:
-                report = await self.knowledge.ingestor(self.swarm).ingest([Path(arg).expanduser()])
+                report = await self.node.ingest_paths([Path(arg).expanduser()])
             except (OSError, ValueError) as exc:
                 self.io.write(f"cannot ingest {arg}: {exc}\n")
                 return
@@ -193,10 +212,16 @@ class ChatSession:
                 f"{report.chunks_added} chunk(s) added from {report.files_seen} file(s)"
                 f"{'; failed: ' + ', '.join(report.files_failed) if report.files_failed else ''}\n"
             )
+        elif name == "/adapter":
+            from agent.adapters import AdapterRegistry, adapter_command
+
+            registry = AdapterRegistry(self.node.home.adapter_registry_file)
+            shown, self.adapters = await adapter_command(
+                arg, await self.node.core(), registry, self.adapters
+            )
+            self.io.write(shown)
         elif name == "/peers":
-            me = bytes.fromhex(self.node.address[2:]) if self.node else b""
-            deployment = NodeHome(self.home).deployment_file
-            directory = await known_peers(self.swarm, self.cfg, me, deployment)
+            directory = await self.node.peers(refresh=True)
             if not directory.peers:
                 self.io.write("no peers known (set network.peers or register on chain)\n")
             for address, info in directory.peers.items():
@@ -209,28 +234,28 @@ async def run_chat(
     cfg: Config,
     home: Path,
     model_path: Path,
-    node: NodeIdentity | None,
+    identity: IdentitySource,
     *,
     resume: int | None = None,
     io: ChatIO | None = None,
 ) -> None:
     io = io or ChatIO()
-    data_dir = cfg.data_dir(home)
-    async with AsyncExitStack() as stack:
-        io.write("starting: model, knowledge base, Swarm")
-        swarm = await stack.enter_async_context(open_swarm(cfg, data_dir))
-        assistant = await stack.enter_async_context(
-            Assistant.open(cfg, home, model_path, identity=lambda: node, swarm=swarm)
-        )
-        store = await ConversationStore.open(data_dir / "conversations.sqlite")
-        stack.push_async_callback(store.aclose)
-        history = await store.load(resume) if resume is not None else []
-        io.write(
-            f"\nready. {assistant.chain_line}. tools: {', '.join(assistant.tool_names())}.\n"
-            "Type a question, or /help.\n"
-        )
-        session = ChatSession(
-            assistant=assistant, store=store, swarm=swarm, cfg=cfg, home=home, node=node,
-            io=io, conversation=resume, history=history,
-        )  # fmt: skip
-        await session.run()
+    io.write("starting: model, knowledge base")
+    async with await Node.open(
+        cfg, NodeHome(home), identity=identity, model_path=model_path, preload=("assistant",)
+    ) as node:
+        assistant = await node.assistant()
+        store = await ConversationStore.open(node.data_dir / "conversations.sqlite")
+        try:
+            history = await store.load(resume) if resume is not None else []
+            io.write(
+                f"\nready. {assistant.chain_line}. tools: {', '.join(assistant.tool_names())}.\n"
+                "Type a question, or /help.\n"
+            )
+            session = ChatSession(
+                node=node, assistant=assistant, store=store, io=io, conversation=resume,
+                history=history,
+            )  # fmt: skip
+            await session.run()
+        finally:
+            await store.aclose()

@@ -67,6 +67,10 @@ class NetworkConfig:
     allow_peers: list[str] = setting(
         [], "When serving, answer only these addresses (0x...); empty answers anyone."
     )
+    ask_deadline_s: float = setting(
+        120.0, "How long `ask --peer` and the ask_peer tool wait for a reply.", minimum=1,
+        maximum=3600,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ class ModelConfig:
         0, "CPU threads for generation; 0: half the logical cores (llama.cpp).", minimum=0
     )
     n_batch: int = setting(512, "Prompt tokens evaluated per batch.", minimum=1, maximum=1 << 16)
+    prompt_cache: bool = setting(
+        False,
+        "Reuse the previous answer's evaluated prompt prefix: faster follow-ups in long "
+        "conversations, but a greedy answer may then differ slightly from a fresh run's.",
+    )
     n_gpu_layers: int = setting(0, "Layers offloaded to a GPU when one is present.", minimum=-1)
     max_tokens: int = setting(512, "Default cap on generated tokens per answer.", minimum=1)
     temperature: float = setting(0.3, "Sampling temperature; 0 is greedy.", minimum=0, maximum=5)
@@ -155,6 +164,26 @@ class LimitsConfig:
         "past it the node stops answering until the hour frees up.",
         minimum=1,
     )
+    ask_rate_per_s: float = setting(
+        0.5, "Peers' questions (agent-to-agent asks) answered per second, all peers together.",
+        minimum=0.001,
+    )  # fmt: skip
+    ask_burst: int = setting(
+        5, "Asks that may be answered at once before ask_rate_per_s.", minimum=1
+    )
+    ask_per_peer_rate_per_s: float = setting(
+        0.1, "Asks answered per second for one peer.", minimum=0.001
+    )
+    ask_per_peer_burst: int = setting(
+        3, "Asks one peer may have answered at once before its rate applies.", minimum=1
+    )
+    max_concurrent_asks: int = setting(
+        2, "Peers' asks answered at the same time; more are dropped.", minimum=1, maximum=64
+    )
+    ask_answer_deadline_s: float = setting(
+        60.0, "Longest time spent answering one peer's ask; then a short reply says so.",
+        minimum=1, maximum=3600,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -178,6 +207,22 @@ class AssistantConfig:
 
 
 @dataclass(frozen=True)
+class ApiConfig:
+    port: int = setting(
+        7747, "TCP port of the node's local HTTP API; 0 picks a free one.", minimum=0, maximum=65535
+    )
+    max_body_bytes: int = setting(
+        8 << 20, "Largest request body the API accepts, in bytes.", minimum=1024, maximum=1 << 30
+    )
+    max_waiting: int = setting(
+        16, "Requests that may queue for the model; more get 429.", minimum=0, maximum=4096
+    )
+    allow_remote: bool = setting(
+        False, "Let the API listen on a non-loopback address (the token travels in clear)."
+    )
+
+
+@dataclass(frozen=True)
 class Config:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -186,6 +231,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     assistant: AssistantConfig = field(default_factory=AssistantConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
 
     def data_dir(self, home: Path) -> Path:
         return Path(self.data.dir).expanduser() if self.data.dir else home / "data"
@@ -202,6 +248,7 @@ SECTIONS: dict[str, type[Any]] = {
     "data": DataConfig,
     "limits": LimitsConfig,
     "assistant": AssistantConfig,
+    "api": ApiConfig,
 }
 
 

@@ -5,6 +5,7 @@ it into a one-line message and an exit status, never a traceback::
 
     NoosphereError
     ├── ConfigError              unknown key, wrong type, bad value (names the key)
+    ├── ServiceError             Swarm, the knowledge base, the chain or a peer failed
     ├── IdentityError
     │   ├── WrongPasswordError   the keystore did not decrypt
     │   └── KeystoreError        missing, unreadable, malformed or unsafe keystore file
@@ -12,6 +13,7 @@ it into a one-line message and an exit status, never a traceback::
         ├── ModelNotFoundError   no GGUF where the configuration says one is
         ├── ModelLoadError       llama.cpp refused the file
         ├── QuantizeError        llama.cpp's quantizer failed or the request is invalid
+        ├── AdapterError         bad, duplicate or unknown LoRA adapter name
         └── GenerationError      llama.cpp failed mid-generation
 
 Errors from llama.cpp, eth-account and huggingface_hub are translated into these
@@ -40,6 +42,11 @@ class ConfigError(NoosphereError):
         super().__init__(f"config key {key!r}: {problem}")
         self.key = key
         self.problem = problem
+
+
+class ServiceError(NoosphereError):
+    """A component the node needs (Swarm, the knowledge base, the chain, a peer, a
+    running node's API) could not be reached, opened or used; the message says which."""
 
 
 class IdentityError(NoosphereError):
@@ -74,6 +81,13 @@ class ModelLoadError(ModelError):
 
 class QuantizeError(ModelError):
     """Quantization was refused or failed."""
+
+    exit_status = 2
+
+
+class AdapterError(ModelError):
+    """A LoRA adapter name is malformed, already taken or not loaded (the file itself
+    is ModelNotFoundError or ModelLoadError)."""
 
     exit_status = 2
 

@@ -8,6 +8,8 @@ Layout::
         deployment.json     where the chain's contracts live (`chain dev` writes it)
         data/               indexes, conversations (data.dir overrides)
         models/             pulled and quantized models (data.models_dir overrides)
+        adapters/           adapter GGUFs fetched from the training market
+        adapters.json       the LoRA adapters the owner added, and which are on by default
 
 The home is `--home`, else `NOOSPHERE_HOME`, else `~/.noosphere`. Every path above
 has one property here; nothing else spells these names out (the deployment file
@@ -50,6 +52,16 @@ class NodeHome:
     def deployment(self, explicit: Path | None = None) -> Path:
         """`explicit` (a `--deployment` flag) when given, else `deployment_file`."""
         return explicit if explicit is not None else self.deployment_file
+
+    @property
+    def adapters_dir(self) -> Path:
+        """Adapter GGUFs fetched from the training market (`adapter fetch`)."""
+        return self.root / "adapters"
+
+    @property
+    def adapter_registry_file(self) -> Path:
+        """The LoRA adapters the owner added (`agent.adapters.AdapterRegistry`)."""
+        return self.root / "adapters.json"
 
     def exists(self) -> bool:
         return self.root.is_dir()

@@ -9,6 +9,13 @@ Cancellation really stops the work: closing a stream sets a flag the worker chec
 after every token, and llama.cpp's abort callback checks the same flag inside a
 long prompt evaluation.
 
+LoRA adapters are loaded once (`add_adapter`, or `model.adapters` at load) and
+selected per request (`stream_chat(adapters=...)`; None: the default selection).
+The worker applies a request's selection right before generating it, so a switch
+is serialized with generation; on a switch it also forgets the KV cache and the
+cached prompt prefix, so nothing computed under other adapters is reused. The base
+weights are never reloaded.
+
 The prompt is rendered with the GGUF's own chat template. When the conversation
 does not fit the context window, the oldest turns are dropped and, if that is not
 enough, the longest remaining message is cut in the middle; the result says so
@@ -27,14 +34,21 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from agent.adapter_files import (
+    check_adapter_name,
+    check_scale,
+    file_sha256,
+    inspect_adapter,
+    name_for_path,
+)
 from agent.config import AdapterConfig, ModelConfig
-from agent.errors import GenerationError, ModelLoadError, ModelNotFoundError
+from agent.errors import AdapterError, GenerationError, ModelLoadError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +63,28 @@ FALLBACK_CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
+
+
+# Which adapters a request runs with, and their scales, in the order they were loaded.
+AdapterSelection = tuple[tuple[str, float], ...]
+_UNKNOWN_SELECTION: AdapterSelection = (("", 0.0),)  # equal to no request's ("" is no name)
+
+
+@dataclass(frozen=True)
+class LoadedAdapter:
+    """A LoRA adapter the core holds, ready for any request to select."""
+
+    name: str
+    path: Path
+    scale: float  # used when a selection names it without a scale, and by default
+    sha256: str
+    default: bool  # part of the selection of requests that make none (adapters=None)
+
+
+@dataclass
+class _Adapter:
+    record: LoadedAdapter
+    handle: Any  # llama_adapter_lora_p
 
 
 @dataclass(frozen=True)
@@ -143,6 +179,7 @@ class _Job:
     grammar: str | None
     tools: Sequence[ToolSpec]
     tool_choice: ToolChoice
+    adapters: AdapterSelection
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[str | BaseException | ChatResult]
     started: float = field(default_factory=time.perf_counter)
@@ -218,7 +255,10 @@ class LLMCore:
     def __init__(self, executor: concurrent.futures.ThreadPoolExecutor) -> None:
         self._executor = executor
         self._llm: Any = None
-        self._adapters: list[Any] = []
+        # In load order. Replaced, never mutated, by the worker: the loop reads it freely.
+        self._adapters: dict[str, _Adapter] = {}
+        self._prompt_cache = False  # model.prompt_cache, set on load
+        self._applied: AdapterSelection = ()  # what the llama context runs with now
         self._formatter: Any = None
         self._vocab: Any = None
         self._active: _Job | None = None
@@ -288,15 +328,19 @@ class LLMCore:
         json_schema: dict[str, Any] | None = None,
         tools: Sequence[ToolSpec] = (),
         tool_choice: ToolChoice = "auto",
+        adapters: Mapping[str, float] | None = None,
     ) -> ChatStream:
         """Start answering `messages`; see `ChatStream`.
 
         `grammar` (GBNF) or `json_schema` constrain the output. With `tools` and
         `tool_choice="required"` the output is forced to one JSON tool call
         `{"name": ..., "arguments": {...}}` matching that tool's input schema.
+        `adapters` maps loaded adapter names to scales (`{}`: the base model alone;
+        None: `default_adapters`); an unknown name is an AdapterError, raised here.
         """
         if not messages:
             raise ValueError("no messages")
+        selection = self._select(adapters)
         constraints = sum(x is not None for x in (grammar, json_schema)) + (
             tool_choice == "required"
         )
@@ -314,6 +358,7 @@ class LLMCore:
             grammar=grammar,
             tools=tools if tool_choice != "none" else (),
             tool_choice=tool_choice,
+            adapters=selection,
             loop=asyncio.get_running_loop(),
             queue=asyncio.Queue(),
         )
@@ -337,6 +382,71 @@ class LLMCore:
         tokens: list[int] = await self._submit(self._encode, list(messages), ())
         return tokens
 
+    # ------------------------------------------------------------ adapters
+
+    @property
+    def adapters(self) -> tuple[LoadedAdapter, ...]:
+        """The loaded LoRA adapters, in load order."""
+        return tuple(a.record for a in self._adapters.values())
+
+    @property
+    def default_adapters(self) -> dict[str, float]:
+        """The selection of a request that makes none: the adapters marked default."""
+        return {a.record.name: a.record.scale for a in self._adapters.values() if a.record.default}
+
+    async def add_adapter(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        scale: float = 1.0,
+        *,
+        default: bool = False,
+        sha256: str | None = None,
+    ) -> LoadedAdapter:
+        """Load the GGUF LoRA at `path` (`~` expanded) as `name`, once; nothing is applied
+        until a request selects it (or, with `default`, selects nothing itself).
+
+        AdapterError: bad or taken name, bad scale. ModelNotFoundError: no such file.
+        ModelLoadError: not a LoRA adapter for this model, or not the file whose
+        `sha256` the caller expects. On error nothing changes.
+        """
+        check_adapter_name(name)
+        check_scale(scale, name)
+        if name in self._adapters:
+            raise AdapterError(f"an adapter named {name!r} is already loaded")
+        where = Path(path).expanduser().absolute()
+        checked = await asyncio.to_thread(inspect_adapter, where, self.model_path)
+        digest = await asyncio.to_thread(file_sha256, checked.path)
+        if sha256 is not None and digest != sha256:
+            raise ModelLoadError(
+                f"{where} changed since it was added (sha256 {digest[:12]}, expected "
+                f"{sha256[:12]}); add it again if the new file is the one to use"
+            )
+        record = LoadedAdapter(name, checked.path, float(scale), digest, default)
+        await self._submit(self._load_adapter, record)
+        log.info("LoRA adapter %s loaded from %s", name, where)
+        return record
+
+    async def remove_adapter(self, name: str) -> LoadedAdapter:
+        """Unload `name`; requests already queued that select it fail with AdapterError."""
+        if name not in self._adapters:
+            raise AdapterError(f"no adapter named {name!r} is loaded")
+        record: LoadedAdapter = await self._submit(self._drop_adapter, name)
+        log.info("LoRA adapter %s removed", name)
+        return record
+
+    def _select(self, adapters: Mapping[str, float] | None) -> AdapterSelection:
+        """A request's adapters, checked, in load order; None: the default selection."""
+        if adapters is None:
+            return tuple(self.default_adapters.items())
+        loaded = self._adapters
+        unknown = [n for n in adapters if n not in loaded]
+        if unknown:
+            names = ", ".join(loaded) or "none"
+            raise AdapterError(f"unknown adapter(s) {', '.join(unknown)} (loaded: {names})")
+        chosen = {n: check_scale(s, n) for n, s in adapters.items()}
+        return tuple((n, chosen[n]) for n in loaded if n in chosen)
+
     # ------------------------------------------------------------ worker side
 
     def _load(self, model_path: Path, cfg: ModelConfig, adapters: list[AdapterConfig]) -> None:
@@ -348,6 +458,7 @@ class LLMCore:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         _route_llama_logs()
+        self._prompt_cache = cfg.prompt_cache
         try:
             llm = llama_cpp.Llama(
                 model_path=str(model_path),
@@ -363,19 +474,18 @@ class LLMCore:
         self.model_path = model_path
         self.n_ctx = llm.n_ctx()
         self._vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        for adapter in adapters:
-            handle = llama_cpp.llama_adapter_lora_init(llm.model, str(adapter.path).encode())
-            if not handle:
-                self._free()
-                raise ModelLoadError(f"llama.cpp could not load LoRA adapter {adapter.path}")
-            self._adapters.append(handle)
-        if adapters:
-            n = len(self._adapters)
-            handles = (llama_cpp.llama_adapter_lora_p_ctypes * n)(*self._adapters)
-            scales = (ctypes.c_float * n)(*(a.scale for a in adapters))
-            if llama_cpp.llama_set_adapters_lora(llm.ctx, handles, n, scales):
-                self._free()
-                raise ModelLoadError("llama.cpp could not apply the LoRA adapters")
+        try:  # `model.adapters`: named by file stem, all in the default selection
+            for adapter in adapters:
+                where = Path(adapter.path).expanduser().absolute()
+                name = name_for_path(where, set(self._adapters))
+                record = LoadedAdapter(name, where, adapter.scale, file_sha256(where), True)
+                self._load_adapter(record)
+            self._apply_adapters(tuple(self.default_adapters.items()))
+        except (ModelLoadError, GenerationError, AdapterError, OSError) as exc:
+            self._free()
+            if isinstance(exc, OSError):
+                raise ModelLoadError(f"cannot read a LoRA adapter: {exc}") from None
+            raise
 
         def should_abort(_: ctypes.c_void_p) -> bool:
             job = self._active
@@ -399,12 +509,77 @@ class LLMCore:
     def _free(self) -> None:
         import llama_cpp
 
-        for handle in self._adapters:
-            llama_cpp.llama_adapter_lora_free(handle)
-        self._adapters.clear()
+        if self._applied and self._llm is not None:
+            llama_cpp.llama_set_adapters_lora(self._llm.ctx, None, 0, None)
+            self._applied = ()
+        for adapter in self._adapters.values():
+            llama_cpp.llama_adapter_lora_free(adapter.handle)
+        self._adapters = {}
         if self._llm is not None:
             self._llm.close()
             self._llm = None
+
+    def _load_adapter(self, record: LoadedAdapter) -> None:
+        import llama_cpp
+
+        if record.name in self._adapters:
+            raise AdapterError(f"an adapter named {record.name!r} is already loaded")
+        _llama_thread.last_error = ""
+        handle = llama_cpp.llama_adapter_lora_init(self._llm.model, str(record.path).encode())
+        if not handle:
+            why = _llama_thread.last_error or "see the log (-vv)"
+            raise ModelLoadError(f"llama.cpp could not load LoRA adapter {record.path}: {why}")
+        self._adapters = {**self._adapters, record.name: _Adapter(record, handle)}
+
+    def _drop_adapter(self, name: str) -> LoadedAdapter:
+        import llama_cpp
+
+        adapter = self._adapters.get(name)
+        if adapter is None:
+            raise AdapterError(f"no adapter named {name!r} is loaded")
+        if any(n == name for n, _ in self._applied):  # the context must let go of it first
+            self._apply_adapters(tuple((n, s) for n, s in self._applied if n != name))
+        self._adapters = {n: a for n, a in self._adapters.items() if n != name}
+        llama_cpp.llama_adapter_lora_free(adapter.handle)
+        return adapter.record
+
+    def _apply_adapters(self, selection: AdapterSelection) -> None:
+        """Worker: run the context with `selection`; on a change, forget cached state."""
+        import llama_cpp
+
+        if selection == self._applied:
+            return
+        missing = [n for n, _ in selection if n not in self._adapters]
+        if missing:
+            raise AdapterError(f"adapter(s) {', '.join(missing)} were removed")
+        n = len(selection)
+        handles = (llama_cpp.llama_adapter_lora_p_ctypes * n)(
+            *(self._adapters[name].handle for name, _ in selection)
+        )
+        scales = (ctypes.c_float * n)(*(scale for _, scale in selection))
+        if llama_cpp.llama_set_adapters_lora(self._llm.ctx, handles, n, scales):
+            self._applied = _UNKNOWN_SELECTION  # whatever it holds now, set it next time
+            self._llm.reset()
+            raise GenerationError("llama.cpp could not apply the LoRA adapters")
+        self._applied = selection
+        # Keys and values in the KV cache, and the prompt prefix llama-cpp-python would
+        # reuse, were computed with the old weights.
+        self._forget_prompt()
+        log.debug("adapters now: %s", ", ".join(f"{n}={s:g}" for n, s in selection) or "none")
+
+    def _forget_prompt(self) -> None:
+        """Worker: nothing of an earlier evaluation is reused by the next one.
+
+        `Llama.generate` matches a new prompt against the tokens it evaluated last
+        (`_input_ids`) and keeps the KV cells of the common prefix. `reset()` zeroes its
+        token count, so no prefix matches; clearing the memory drops the cells.
+        """
+        import llama_cpp
+
+        self._llm.reset()
+        memory = llama_cpp.llama_get_memory(self._llm.ctx)
+        if memory:
+            llama_cpp.llama_memory_clear(memory, True)
 
     def _encode(self, messages: list[ChatMessage], tools: Sequence[ToolSpec]) -> list[int]:
         rendered = [{"role": m.role, "content": m.content} for m in messages]
@@ -488,6 +663,13 @@ class LLMCore:
 
         llm = self._llm
         p = job.params
+        self._apply_adapters(job.adapters)
+        if not self._prompt_cache:
+            # Evaluating only the new suffix of a prompt gives slightly different logits
+            # from evaluating all of it (other batch shapes, other rounding), enough to
+            # change a greedy answer: by default every answer starts from scratch, so the
+            # same request always gets the same answer.
+            self._forget_prompt()
         prompt, trim = self._fit(job)
         budget = min(p.max_tokens, self.n_ctx - len(prompt))
         grammar = None
@@ -671,7 +853,8 @@ def _describe_tools_in_system(
 
 
 _llama_log_callback: Any = None  # llama.cpp's logger is process-wide; so is its callback
-_llama_thread = threading.local()  # .aborting: we asked llama.cpp to stop this thread's eval
+# .aborting: we asked llama.cpp to stop this thread's eval; .last_error: its last error line
+_llama_thread = threading.local()
 # ggml_log_level: 1 debug, 2 info, 3 warn, 4 error, 5 continues the previous line
 _LLAMA_LEVELS = {1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING, 4: logging.ERROR}
 
@@ -694,6 +877,8 @@ def _route_llama_logs() -> None:
         lvl = _LLAMA_LEVELS.get(level, logging.DEBUG)
         if getattr(_llama_thread, "aborting", False):
             lvl = logging.DEBUG
+        elif lvl >= logging.ERROR:  # the reason a call that returns only NULL failed
+            _llama_thread.last_error = line
         llama_log.log(lvl, "%s", line)
 
     _llama_log_callback = llama_cpp.llama_log_callback(callback)

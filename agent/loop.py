@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -115,6 +115,7 @@ class Agent:
         grounding: Grounding | None = None,
         repair: Repair | None = None,
         params: SamplingParams | None = None,
+        adapters: Mapping[str, float] | None = None,
     ) -> TurnResult:
         """One user message in, one non-empty answer out, with up to `max_steps` calls.
 
@@ -122,7 +123,8 @@ class Agent:
         arguments. `direct_call` runs exactly that call and answers with the tool's own
         output, without the model. `offered` limits the tools the model may choose
         (an empty sequence: none, the model answers at once). `params` replaces the
-        agent's sampling for this turn's answer.
+        agent's sampling for this turn's answer. `adapters` is the LoRA selection of
+        every model call in the turn (`LLMCore.stream_chat`).
         """
         emit = on_event or (lambda event: None)
         asked = grounding.prompt(user_text) if grounding and grounding.passages else user_text
@@ -141,7 +143,7 @@ class Agent:
                 allowed = [s for s in specs if s.name == first_tool] or specs
             if len(allowed) == 1 and allowed[0].name == RESPOND:
                 break  # nothing to choose: answer
-            call = await self._decide(history, turn, allowed)
+            call = await self._decide(history, turn, allowed, adapters)
             if call is None or call.name == RESPOND:
                 break
             if any(call == earlier for earlier, _ in result.calls):
@@ -161,7 +163,7 @@ class Agent:
         else:
             emit(TurnEvent("notice", text=f"step limit ({self.max_steps} tool calls) reached"))
 
-        answer = await self._answer(history, turn, result, emit, params or self.params)
+        answer = await self._answer(history, turn, result, emit, params or self.params, adapters)
         if not answer and not result.cancelled:
             answer = _fallback(result, failed)
             emit(TurnEvent("token", text=answer))
@@ -230,11 +232,13 @@ class Agent:
         result: TurnResult,
         emit: Callable[[TurnEvent], None],
         first: SamplingParams,
+        adapters: Mapping[str, float] | None = None,
     ) -> str:
         """The streamed answer; generated once more (sampling) if the first is empty."""
         for params in (first, RETRY_PARAMS.with_(max_tokens=first.max_tokens)):
             pieces: list[str] = []
-            async with self.core.stream_chat(self._messages(history, turn), params=params) as s:
+            messages = self._messages(history, turn)
+            async with self.core.stream_chat(messages, params=params, adapters=adapters) as s:
                 async for piece in s:
                     pieces.append(piece)
                     emit(TurnEvent("token", text=piece))
@@ -247,12 +251,17 @@ class Agent:
         return ""
 
     async def _decide(
-        self, history: Sequence[ChatMessage], turn: list[ChatMessage], specs: list[ToolSpec]
+        self,
+        history: Sequence[ChatMessage],
+        turn: list[ChatMessage],
+        specs: list[ToolSpec],
+        adapters: Mapping[str, float] | None = None,
     ) -> ToolCall | None:
         messages = self._messages(history, turn)
         choice = await self.core.chat(
-            messages, tools=specs, tool_choice="required", params=DECISION_PARAMS
-        )
+            messages, tools=specs, tool_choice="required", params=DECISION_PARAMS,
+            adapters=adapters,
+        )  # fmt: skip
         if choice.tool_call is None:  # only when generation stopped early (length, cancel)
             log.info("no tool choice (%s): answering directly", choice.finish_reason)
         return choice.tool_call

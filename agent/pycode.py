@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,11 +112,13 @@ async def write_code(
     *,
     error: tuple[str, str] | None = None,
     params: SamplingParams = CODE_PARAMS,
+    adapters: Mapping[str, float] | None = None,
 ) -> str:
-    """Code for `request` (or a fix of `error`'s code), as the model writes it."""
+    """Code for `request` (or a fix of `error`'s code), as the model writes it
+    (with the LoRA `adapters` selected, as `LLMCore.stream_chat`)."""
     shots = await examples.closest(request)
     messages = code_messages(request, shots, examples.instruction, error)
-    reply = await core.chat(messages, params=params)
+    reply = await core.chat(messages, params=params, adapters=adapters)
     return extract_code(reply.text)
 
 

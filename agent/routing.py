@@ -32,13 +32,19 @@ import prompts
 from agent.llm import ToolCall
 from tools.wordmath import parse_arithmetic
 
-RouteKind = Literal["calculator", "python", "chain_read", "chain_write", "tools", "chat"]
+RouteKind = Literal["peer", "calculator", "python", "chain_read", "chain_write", "tools", "chat"]
 EmbedTexts = Callable[[Sequence[str]], Awaitable[npt.NDArray[np.float32]]]
 
 MAX_OFFERED = 2
 DEFAULT_TOOL_THRESHOLD = 0.45
 
 _ADDRESS = r"0x[0-9a-fA-F]{40}"
+# "ask 0x... what is X?", "please ask node 0x...: ..." -> the ask_peer tool, before any
+# other rule, so a question meant for a peer is never answered (or run) here.
+_ASK_PEER = re.compile(
+    rf"^\s*(?:please\s+)?ask\s+(?:the\s+)?(?:node|peer|agent)?\s*({_ADDRESS})\b[\s,:]*(.+)$",
+    re.IGNORECASE | re.DOTALL,
+)
 _CODE_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)```", re.DOTALL)
 _PYTHON = re.compile(
     r"\b(?:python|script|program|code)\b.*\b(?:print|run|write|compute|calculate|"
@@ -173,6 +179,12 @@ class Router:
 
     async def route(self, text: str, available: Collection[str]) -> Route:
         """Where `text` goes, given the names of the tools this node can offer."""
+        asked = _ASK_PEER.match(text)
+        if asked is not None and "ask_peer" in available:
+            question = asked.group(2).strip()
+            return Route(
+                "peer", call=ToolCall("ask_peer", {"address": asked.group(1), "question": question})
+            )
         expression = parse_arithmetic(text)
         if expression is not None and "calculator" in available:
             return Route("calculator", call=ToolCall("calculator", {"expression": expression}))

@@ -13,6 +13,7 @@
 | `peers`          | GSOC inboxes, peer records on feeds, the peer directory               |
 | `routing`        | index summaries, peer selection, verified merging of answers          |
 | `network`        | distributed search (asking) and the serving peer                      |
+| `asks`           | agent-to-agent asks: sending an `Ask`, waiting for the signed `Reply`  |
 | `peertext`       | peer text made safe to print (escape and control sequences removed)    |
 | `errors`         | the vector database's error tree (`VectorDBError`)                    |
 

@@ -63,6 +63,10 @@ class Chunker:
         tokenizer.no_padding()
         return cls(tokenizer, **kwargs)
 
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """Tokens the embedding model reads for `texts`, special tokens included."""
+        return sum(len(e.ids) for e in self._tokenizer.encode_batch(list(texts)))
+
     def chunk(self, document: Document) -> list[TextChunk]:
         text = document.text
         encoding = self._tokenizer.encode(text, add_special_tokens=False)

@@ -4,7 +4,9 @@ VectorDBError
 ├── IndexInputError      wrong dimension, non-finite or non-unit vectors, bad refs
 ├── IndexMismatchError   an index on disk was built for another model or dimension
 ├── EmbedderError        the embedding model is missing or failed
-└── MessageRejected      a peer message failed validation (`.reason` says which check)
+├── MessageRejected      a peer message failed validation (`.reason` says which check)
+└── PeerAskError         an agent-to-agent ask could not be sent or the peer cannot be asked
+    └── PeerAskTimeout   no reply within the deadline
 """
 
 from __future__ import annotations
@@ -33,3 +35,11 @@ class MessageRejected(VectorDBError):
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
         self.detail = detail
+
+
+class PeerAskError(VectorDBError):
+    """An agent-to-agent ask could not be sent, or its peer cannot be asked."""
+
+
+class PeerAskTimeout(PeerAskError):
+    """No reply from the peer within the deadline."""

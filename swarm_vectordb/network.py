@@ -9,14 +9,18 @@ the rest are merged by score (`routing.merge_answers`). The result says which pe
 answered and how long each took.
 
 Serving (`KnowledgeServer`): read our inbox, validate each message, answer `Query`s
-from the local index, and log what was served. `stop()` stops reading; `serve()`
+from the local index and, when given an `answer_ask` handler, `Ask`s with the node's
+agent (`swarm_vectordb.asks`), and log what was served. `stop()` stops reading; `serve()`
 then returns once the answers in flight are sent. Answering spends our postage and
 CPU on behalf of strangers, and keys are free, so every limit that matters holds
 across all senders, not per key:
 
 - `allow`: when given, only these addresses are answered (`not_allowed`);
 - a token bucket per sender (`rate_limited`) and one over all senders together
-  (`busy`), both checked before the index is searched;
+  (`busy`), both checked before the index is searched; asks have their own pair
+  (`AskLimits`, far tighter: an ask runs the language model), a cap on asks running
+  at once (`busy`) and a deadline past which the handler is cancelled and a short
+  "timed out" reply is sent;
 - a `PostageBudget`: the chunks answers may stamp in a sliding window (an hour by
   default). An answer that does not fit is not sent (`budget`); the first refusal
   of a window is logged as a warning, the rest are only counted.
@@ -38,6 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from swarm_vectordb.asks import AskHandler, AskLimits, answer_within
 from swarm_vectordb.bee.bmt import CHUNK_SIZE
 from swarm_vectordb.bee.client import BeeClient
 from swarm_vectordb.bee.errors import SwarmError
@@ -48,10 +53,13 @@ from swarm_vectordb.index import VectorIndex
 from swarm_vectordb.peers import Inbox, PeerInfo, post, unframe
 from swarm_vectordb.protocol import (
     Answer,
+    Ask,
     DropCounter,
+    Envelope,
     Hit,
     Query,
     ReplayGuard,
+    Reply,
     check_query,
     open_envelope,
     seal,
@@ -229,13 +237,15 @@ class PostageBudget:
 
 @dataclass
 class ServeStats:
-    served: int = 0
+    served: int = 0  # queries answered
+    asks_answered: int = 0  # asks replied to (timed-out ones included)
+    asks_timed_out: int = 0  # of those, replies saying the deadline passed
     dropped: DropCounter = field(default_factory=DropCounter)
 
     @property
     def handled(self) -> int:
         """Messages finished either way: answered or dropped."""
-        return self.served + sum(self.dropped.values())
+        return self.served + self.asks_answered + sum(self.dropped.values())
 
 
 class KnowledgeServer:
@@ -245,7 +255,8 @@ class KnowledgeServer:
     `per_peer_rate`/`per_peer_burst` per sender and `answer_rate`/`answer_burst`
     over all senders, in answers per second; `budget` caps the chunks answers may
     stamp (None: unlimited); `allow` restricts answers to those 20-byte addresses
-    (None: anyone). Messages over `max_bytes` are dropped unread.
+    (None: anyone). Messages over `max_bytes` are dropped unread. With `answer_ask`,
+    `Ask`s are answered by it under `ask_limits`; without it they are dropped (`kind`).
     """
 
     def __init__(
@@ -266,6 +277,8 @@ class KnowledgeServer:
         allow: Collection[bytes] | None = None,
         max_bytes: int = 1 << 20,
         max_peers_tracked: int = 10_000,
+        answer_ask: AskHandler | None = None,
+        ask_limits: AskLimits | None = None,
     ) -> None:
         self._bee, self._batch, self._key, self._inbox = bee, batch, node_key, inbox
         self._index, self._model = index, model
@@ -279,6 +292,12 @@ class KnowledgeServer:
         self._max_peers = max_peers_tracked
         self._max_bytes = max_bytes
         self._guard = ReplayGuard()
+        self._answer_ask = answer_ask
+        self._ask_limits = ask_limits or AskLimits()
+        self._ask_buckets: dict[bytes, TokenBucket] = {}
+        self._ask_everyone = TokenBucket(self._ask_limits.rate, self._ask_limits.burst)
+        self._asks_running = 0
+        self._kinds = frozenset({"query", "ask"} if answer_ask is not None else {"query"})
         self.stats = ServeStats()
         self.ready = asyncio.Event()
         self.in_flight = 0
@@ -309,12 +328,15 @@ class KnowledgeServer:
                 await unframe(self._bee, frame, self._max_bytes),
                 replay=self._guard,
                 max_bytes=self._max_bytes,
-                kinds=frozenset({"query"}),
+                kinds=self._kinds,
             )
             body = envelope.body
-            assert isinstance(body, Query)  # kinds= above admits only queries
             if self._allow is not None and envelope.sender not in self._allow:
                 raise MessageRejected("not_allowed", envelope.sender.hex())
+            if isinstance(body, Ask):
+                await self._handle_ask(envelope, body)
+                return
+            assert isinstance(body, Query)  # kinds= above admits only queries and asks
             if not self._bucket(envelope.sender).take():
                 raise MessageRejected("rate_limited", envelope.sender.hex())
             if not self._everyone.take():
@@ -346,6 +368,37 @@ class KnowledgeServer:
             self.in_flight -= 1
             self._slots.release()
 
+    async def _handle_ask(self, envelope: Envelope, ask: Ask) -> None:
+        """Run the handler for one ask (limits checked first) and post the signed reply."""
+        assert self._answer_ask is not None  # kinds admit asks only with a handler
+        limits, sender = self._ask_limits, envelope.sender
+        if self._asks_running >= limits.max_concurrent:
+            raise MessageRejected("busy", f"{limits.max_concurrent} ask(s) already running")
+        bucket = self._bucket(
+            sender, self._ask_buckets, limits.per_peer_rate, limits.per_peer_burst
+        )
+        if not bucket.take():
+            raise MessageRejected("rate_limited", sender.hex())
+        if not self._ask_everyone.take():
+            raise MessageRejected("busy", "ask rate over all peers reached")
+        if self.budget is not None and self.budget.spent >= self.budget.chunks:
+            self._spend(1)  # refuses (`budget`) before the model runs, and logs it once
+        reply_inbox = Inbox.from_bytes(ask.reply_to)
+        log.info("ask %s from 0x%s", envelope.id.hex()[:12], sender.hex())
+        self._asks_running += 1
+        try:
+            text, timed_out = await answer_within(
+                self._answer_ask, sender, ask.text, limits.deadline_s
+            )
+        finally:
+            self._asks_running -= 1
+        sealed = seal(Reply(envelope.id, text), self._key)
+        self._spend(stamped_chunks(len(sealed)))
+        await post(self._bee, self._batch, reply_inbox, sealed)
+        self.stats.asks_answered += 1
+        self.stats.asks_timed_out += timed_out
+        log.info("replied to ask %s from 0x%s", envelope.id.hex()[:12], sender.hex())
+
     def _spend(self, chunks: int) -> None:
         """Take `chunks` from the postage budget, or refuse the answer (`budget`)."""
         if self.budget is None:
@@ -363,10 +416,20 @@ class KnowledgeServer:
             )
         raise MessageRejected("budget", f"an answer of {chunks} chunk(s) does not fit")
 
-    def _bucket(self, sender: bytes) -> TokenBucket:
-        bucket = self._buckets.get(sender)
+    def _bucket(
+        self,
+        sender: bytes,
+        buckets: dict[bytes, TokenBucket] | None = None,
+        rate: float | None = None,
+        burst: float | None = None,
+    ) -> TokenBucket:
+        """The sender's bucket in `buckets` (the query buckets by default), bounded in number."""
+        buckets = self._buckets if buckets is None else buckets
+        bucket = buckets.get(sender)
         if bucket is None:
-            if len(self._buckets) >= self._max_peers:
-                self._buckets.pop(next(iter(self._buckets)))
-            bucket = self._buckets[sender] = TokenBucket(self._rate, self._burst)
+            if len(buckets) >= self._max_peers:
+                buckets.pop(next(iter(buckets)))
+            bucket = buckets[sender] = TokenBucket(
+                self._rate if rate is None else rate, self._burst if burst is None else burst
+            )
         return bucket

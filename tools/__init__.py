@@ -24,12 +24,15 @@ Modules:
 - `tools.knowledge`: `make_knowledge_tool(search)`, semantic search whose hits come
   back quoted with their sources, peer text wrapped as untrusted data;
   `local_search(embedder, index)` backs it with the local vector index.
+- `tools.ask_peer`: `make_ask_peer_tool(ask)`, a question to another node's agent
+  over Swarm; the reply is quoted as untrusted data; never runs for a remote peer.
 
 Calling a tool never raises for anything the caller got wrong; failures come
 back as `ToolResult(ok=False, error=...)`, an observation the model can act on.
-`tools.chain_tool` (web3) and `tools.knowledge` (numpy and the vector database)
-are imported from their modules, not here, so `import tools` stays light. Depends
-on `chain` and `swarm_vectordb` (those two modules only), never on `agent`.
+`tools.chain_tool` (web3), `tools.knowledge` (numpy and the vector database) and
+`tools.ask_peer` (the Bee client) are imported from their modules, not here, so
+`import tools` stays light. Depends on `chain` and `swarm_vectordb` (through those
+three modules only), never on `agent`.
 """
 
 from tools.base import (

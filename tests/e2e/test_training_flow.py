@@ -213,6 +213,35 @@ def test_requester_worker_and_verifier_as_processes_end_with_the_worker_paid(
         assert any(t.name.endswith(".lora_b") for t in reader.tensors)
 
 
+def test_a_running_node_opted_in_to_training_trains_and_is_paid(
+    cli: Cli, swarm_url: str, tmp_path: Path
+) -> None:
+    """`noosphere node --train`: the worker runs inside the long-running node, beside
+    its peers' listener and local API, and keeps running after the job is settled."""
+    with market(cli, swarm_url, tmp_path) as m:
+        process = _spawn(
+            m.worker,
+            *m.net,
+            "node", "--api-port", "0", "--train", "--yes", "--deployment", m.deployment,
+        )  # fmt: skip
+        try:
+            lines = _read_until(process, "submitted log root", 400)
+            assert any("training worker: profile" in line for line in lines), lines
+            assert any("step 3/3" in line for line in lines), lines
+            assert (m.worker.home / "node.json").exists()  # the API serves meanwhile
+            m.w3.provider.make_request(RPCEndpoint("evm_increaseTime"), [WINDOW + 1])
+            m.w3.provider.make_request(RPCEndpoint("evm_mine"), [])
+            lines += _read_until(process, "withdrew", 120)
+            assert process.poll() is None  # the node goes on after the job
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=60) == 0
+        finally:
+            _stop(process)
+        assert f"withdrew {ETHER // 2} wei" in lines
+        shown = cli(*m.net, "job", "show", m.job_id, "--json")
+        assert json.loads(shown.stdout)["status"] == JobStatus.FINALIZED
+
+
 @pytest.mark.asyncio
 async def test_corrupt_worker_is_challenged_by_verify_and_slashed_by_the_committee(
     cli: Cli, swarm_url: str, tmp_path: Path, base_model: nn.Module

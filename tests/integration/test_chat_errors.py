@@ -78,7 +78,7 @@ async def test_swarm_failure_during_ingest_is_one_line(model_path: Path, tmp_pat
 
     person = Person(script=[bee_goes_away, f"/ingest {doc}", "/help", "/quit"])
     try:
-        await run_chat(cfg, tmp_path / "home", model_path, None, io=person)
+        await run_chat(cfg, tmp_path / "home", model_path, lambda: None, io=person)
     finally:
         await node.aclose()
     screen = person.screen.getvalue()
@@ -109,7 +109,7 @@ async def test_chain_failures_are_one_line(model_path: Path, tmp_path: Path) -> 
             "/help", "/quit",
         ]
     )  # fmt: skip
-    await run_chat(cfg, home.root, model_path, node, io=person)
+    await run_chat(cfg, home.root, model_path, lambda: node, io=person)
     screen = person.screen.getvalue()
     assert_one_line_errors(screen, rpc, "malformed deployment file")
     after_question = screen.split("What is my balance?", 1)[1].split("you> ", 1)[0]

@@ -275,3 +275,27 @@ async def test_argument_validation_and_close(model_path: Path) -> None:
     await core.aclose()  # idempotent
     with pytest.raises(GenerationError, match="closed"):
         await core.chat(QUESTION)
+
+
+async def test_the_same_greedy_request_gets_the_same_answer_every_time(model_path: Path) -> None:
+    """Without prompt reuse every answer starts from a fully evaluated prompt."""
+    question = [ChatMessage("user", "Count from 1 to 20, one number per line.")]
+    other = [ChatMessage("user", "Name three colours.")]
+    answers = []
+    async with await LLMCore.load(model_path, ModelConfig()) as core:
+        for _ in range(3):  # the same request, alone and after another one
+            answers.append((await core.chat(question, params=GREEDY)).text)
+            await core.chat(other, params=GREEDY)
+    async with await LLMCore.load(model_path, ModelConfig()) as fresh:
+        first = (await fresh.chat(question, params=GREEDY)).text
+    assert answers == [first] * 3
+
+
+async def test_prompt_reuse_is_opt_in_and_still_answers(model_path: Path) -> None:
+    question = [ChatMessage("user", "Count from 1 to 20, one number per line.")]
+    async with await LLMCore.load(model_path, ModelConfig(prompt_cache=True)) as core:
+        first = await core.chat(question, params=GREEDY)
+        again = await core.chat(question, params=GREEDY)
+    assert first.completion_tokens > 0
+    assert again.completion_tokens > 0
+    assert again.prompt_tokens == first.prompt_tokens

@@ -9,34 +9,12 @@ import pytest
 
 from agent.config import AdapterConfig, ModelConfig
 from agent.llm import ChatMessage, LLMCore, SamplingParams
+from tests.integration.lora_files import N_EMBD, RANK, write_lora
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
 GREEDY = SamplingParams(temperature=0.0, max_tokens=24, repeat_penalty=1.0)
 QUESTION = [ChatMessage("user", "Name three colours.")]
-N_LAYERS, N_EMBD, RANK = 30, 576, 4  # SmolLM2-135M: attn_q.weight is 576 x 576
-
-
-def write_lora(path: Path, *, b_scale: float, seed: int = 0, alpha: float = 4.0) -> Path:
-    """A LoRA on every layer's attn_q: delta W = (alpha / rank) * B @ A."""
-    import gguf
-
-    rng = np.random.default_rng(seed)
-    writer = gguf.GGUFWriter(path, arch="llama")
-    writer.add_type("adapter")
-    writer.add_string("adapter.type", "lora")
-    writer.add_float32("adapter.lora.alpha", alpha)
-    for layer in range(N_LAYERS):
-        base = f"blk.{layer}.attn_q.weight"
-        a = rng.standard_normal((RANK, N_EMBD)).astype(np.float32)  # ggml ne = [576, rank]
-        b = (rng.standard_normal((N_EMBD, RANK)) * b_scale).astype(np.float32)  # ne = [rank, 576]
-        writer.add_tensor(f"{base}.lora_a", a)
-        writer.add_tensor(f"{base}.lora_b", b)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
 
 
 async def answer(model_path: Path, adapters: list[AdapterConfig]) -> str:

@@ -26,7 +26,7 @@ def test_readme_quick_start_has_exactly_the_two_commands() -> None:
     quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
     commands = re.findall(r"```sh\n(.*?)\n```", quick, re.S)
     assert commands == [
-        './scripts/bootstrap && .venv/bin/noosphere ask "What is Ethereum Swarm?"',
+        "./scripts/bootstrap && .venv/bin/noosphere demo",
         "./scripts/test",
     ]
     assert "./scripts/test" in (README.parent / ".ci" / "run").read_text()

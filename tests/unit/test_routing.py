@@ -185,3 +185,38 @@ async def test_tool_questions_code_cannot_parse_are_offered_that_tool(
     assert tool in route.offered
     assert len(route.offered) <= 2
     assert not {"chain_stake", "chain_post_job", "chain_dataset_vote"} & set(route.offered)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    "question",
+    [
+        f"ask {DEAD} what is the capital of Zorblax?",
+        f"Please ask node {DEAD}: what is the capital of Zorblax?",
+        f"ask the peer {DEAD}, what is the capital of Zorblax?",
+    ],
+)
+async def test_a_question_for_a_peer_goes_to_ask_peer_with_its_address_and_text(
+    question: str,
+) -> None:
+    route = await Router(None).route(question, [*ALL_TOOLS, "ask_peer"])
+    assert route.kind == "peer"
+    assert route.call == ToolCall(
+        "ask_peer", {"address": DEAD, "question": "what is the capital of Zorblax?"}
+    )
+
+
+@pytest.mark.asyncio
+async def test_asking_a_peer_to_run_code_is_sent_to_the_peer_not_run_here() -> None:
+    route = await Router(None).route(
+        f"ask {DEAD} to run python: print(6*7)", [*ALL_TOOLS, "ask_peer"]
+    )
+    assert route.kind == "peer"
+    assert route.call is not None
+    assert route.call.arguments["question"] == "to run python: print(6*7)"
+
+
+@pytest.mark.asyncio
+async def test_without_the_ask_peer_tool_a_peer_question_is_routed_as_usual() -> None:
+    route = await Router(None).route(f"ask {DEAD} what is 2 + 2?", ALL_TOOLS)
+    assert route.kind != "peer"

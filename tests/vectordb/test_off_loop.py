@@ -22,7 +22,8 @@ import pytest
 import pytest_asyncio
 
 from agent.config import Config
-from agent.services import search_knowledge
+from agent.home import NodeHome
+from agent.node import Node
 from swarm_vectordb.bee.client import BeeClient
 from swarm_vectordb.bee.devnode import DevNode
 from swarm_vectordb.chunking import Chunker
@@ -172,9 +173,8 @@ async def test_cli_search_runs_faiss_off_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     searches = spy_on(monkeypatch, VectorIndex, "search")
-    report = await search_knowledge(
-        Config(), tmp_path / "data", "bees", k=3, deployment_file=tmp_path / "deployment.json"
-    )
+    async with await Node.open(Config(), NodeHome(tmp_path)) as node:
+        report = await node.search("bees", k=3)
     assert report.hits == []  # an empty index, searched all the same
     assert searches
     assert threading.get_ident() not in searches

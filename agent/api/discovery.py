@@ -1,0 +1,136 @@
+"""The files through which clients find a running node: its token and its address.
+
+Both live in the node home and are private to its owner::
+
+    <home>/api-token    the bearer token, created once (O_EXCL, mode 0600), then reused
+    <home>/node.json    {"url", "pid", "started", "version"}, written atomically (0600)
+                        once the API listens, removed when it closes
+
+A token file that others can read (or that is not a regular file owned by this
+user) is refused rather than used or repaired: it may already have leaked.
+
+Standard library only: the CLI's thin clients import this before deciding whether
+to start anything heavy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.api.errors import ApiSetupError
+from swarm_vectordb.bee.durable import atomic_write
+
+TOKEN_FILE_NAME = "api-token"
+NODE_FILE_NAME = "node.json"
+MIN_TOKEN_CHARS = 16
+MAX_TOKEN_CHARS = 512
+
+
+def token_path(home: Path) -> Path:
+    return home / TOKEN_FILE_NAME
+
+
+def node_file_path(home: Path) -> Path:
+    return home / NODE_FILE_NAME
+
+
+def load_or_create_token(home: Path) -> str:
+    """The node's API token, created on first use; refuses an unsafe token file."""
+    path = token_path(home)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        return read_token(path)
+    with open(fd, "w", encoding="ascii") as handle:
+        handle.write(token + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return token
+
+
+def read_token(path: Path) -> str:
+    """Read an existing token file, checking it is private to this user."""
+    try:
+        info = path.lstat()
+    except OSError as exc:
+        raise ApiSetupError(f"cannot read the API token {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ApiSetupError(f"the API token {path} is not a regular file; remove it")
+    if info.st_uid != os.getuid():
+        raise ApiSetupError(f"the API token {path} belongs to another user; remove it")
+    if info.st_mode & 0o077:
+        raise ApiSetupError(
+            f"the API token {path} has mode {stat.S_IMODE(info.st_mode):04o}: others may "
+            "have read it. Remove the file (a new token is created) or `chmod 600` it "
+            "if you are sure it has not leaked"
+        )
+    try:
+        token = path.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ApiSetupError(f"cannot read the API token {path}: {exc}") from None
+    if not MIN_TOKEN_CHARS <= len(token) <= MAX_TOKEN_CHARS or not token.isprintable():
+        raise ApiSetupError(f"the API token {path} is malformed; remove it to create a new one")
+    return token
+
+
+@dataclass(frozen=True)
+class NodeAddress:
+    """What `node.json` says about the running node."""
+
+    url: str
+    pid: int
+    started: float  # Unix time
+    version: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"url": self.url, "pid": self.pid, "started": self.started, "version": self.version}
+
+
+def write_node_file(home: Path, address: NodeAddress) -> None:
+    data = json.dumps(address.to_json(), indent=2).encode() + b"\n"
+    atomic_write(node_file_path(home), data, mode=0o600)
+
+
+def read_node_file(home: Path) -> NodeAddress | None:
+    """The running node's address, or None when the file is absent or malformed."""
+    try:
+        raw = json.loads(node_file_path(home).read_text(encoding="utf-8"))
+        return NodeAddress(
+            url=_typed(raw, "url", str),
+            pid=_typed(raw, "pid", int),
+            started=float(_typed(raw, "started", (int, float))),
+            version=_typed(raw, "version", str),
+        )
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def remove_node_file(home: Path, address: NodeAddress) -> None:
+    """Remove `node.json` if it still describes `address` (not a newer node's)."""
+    if read_node_file(home) == address:
+        node_file_path(home).unlink(missing_ok=True)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _typed(raw: Any, key: str, kind: type[Any] | tuple[type[Any], ...]) -> Any:
+    value = raw[key] if isinstance(raw, dict) else None
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"node.json: {key} missing or of the wrong type")
+    return value
