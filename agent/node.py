@@ -83,6 +83,17 @@ def translated(what: str) -> Iterator[None]:
         raise ServiceError(f"{what}: chain: {exc}") from None
 
 
+def chain_url(cfg: Config) -> str:
+    """`network.eth_rpc_url`, or a `ConfigError` saying how to get a chain."""
+    if not cfg.network.eth_rpc_url:
+        raise ConfigError(
+            "network.eth_rpc_url",
+            "empty: start `noosphere chain dev` and pass "
+            "--set network.eth_rpc_url=http://127.0.0.1:8545, or set a node's URL",
+        )
+    return cfg.network.eth_rpc_url
+
+
 def first_error(group: BaseExceptionGroup[Any]) -> BaseException:
     """The first leaf of a (nested) exception group."""
     first = group.exceptions[0]
@@ -117,7 +128,7 @@ class Node:
         self._inbox: Inbox | None = None
         self._peers: PeerDirectory | None = None
         self._assistant: Assistant | None = None
-        self._chain: ChainClient | None = None
+        self._chains: dict[str, ChainClient] = {}
         self._closed = False
 
     @classmethod
@@ -267,31 +278,33 @@ class Node:
                     )
             return self._peers
 
-    async def chain(self) -> ChainClient:
-        """A client of `network.eth_rpc_url` that signs with the node key (the contracts
-        from the deployment file). Writes through it are the caller's to confirm."""
-        if not self.cfg.network.eth_rpc_url:
-            raise ConfigError(
-                "network.eth_rpc_url",
-                "empty: start `noosphere chain dev` and set it to that chain's URL",
-            )
-        node = self.require_identity("the chain")
-        async with self._lock("chain"):
-            if self._chain is None:
+    async def chain(self, *, signer: bool = True) -> ChainClient:
+        """A client of `network.eth_rpc_url` with the contracts of the deployment file:
+        signing with the node key, or (`signer=False`) a reader that needs no key.
+        Writes through it are the caller's to confirm."""
+        url = chain_url(self.cfg)
+        slot = "chain" if signer else "chain_reader"
+        async with self._lock(slot):
+            if slot not in self._chains:
+                from eth_account import Account
+
                 from chain.client import ChainClient
                 from chain.deploy import Deployment
+                from chain.errors import ChainError
 
-                with translated("chain"):
+                account = self.require_identity("the chain").account if signer else None
+                try:
                     deployment = Deployment.load(self.deployment_file)
-                    self._chain = await self._stack.enter_async_context(
-                        await ChainClient.connect(
-                            self.cfg.network.eth_rpc_url,
-                            node.account,
-                            deployment,
-                            timeout_s=self.cfg.network.request_timeout_s,
-                        )
+                    client = await ChainClient.connect(
+                        url,
+                        account or Account.create(),  # a reader's key never signs
+                        deployment,
+                        timeout_s=self.cfg.network.request_timeout_s,
                     )
-            return self._chain
+                except ChainError as exc:  # its message names the endpoint or the file
+                    raise ServiceError(str(exc)) from None
+                self._chains[slot] = await self._stack.enter_async_context(client)
+            return self._chains[slot]
 
     async def assistant(self) -> Assistant:
         """Model, knowledge, tools and router; network search opens Swarm on first use."""

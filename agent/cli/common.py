@@ -33,6 +33,7 @@ from agent.owner import discard_typeahead, take_env_password
 
 if TYPE_CHECKING:
     from agent.api.client import NodeClient
+    from agent.node import Node
     from chain.client import ChainClient
     from chain.records import SwarmRef, Wei
 
@@ -179,6 +180,38 @@ def deployment_path(state: CliState, explicit: Path | None) -> Path:
     return state.home.deployment(explicit)
 
 
+def with_node(
+    state: CliState,
+    deployment_file: Path | None,
+    work: Callable[[Node], Awaitable[T]],
+    *,
+    signer: bool,
+) -> T:
+    """Open this home's `Node` (the key read first when `signer`), run `work`, close;
+    a ChainError from `work` -> one line."""
+    from agent import identity
+    from agent.node import Node
+    from chain.errors import ChainError
+
+    key = None
+    if signer:
+        key = identity.load_identity(state.home.keystore_file, read_password(confirm=False))
+
+    async def go() -> T:
+        try:
+            async with await Node.open(
+                state.config,
+                state.home,
+                identity=lambda: key,
+                deployment_file=deployment_path(state, deployment_file),
+            ) as node:
+                return await work(node)
+        except ChainError as exc:
+            raise ChainCommandError(str(exc)) from exc
+
+    return run(go())
+
+
 def with_client(
     state: CliState,
     deployment_file: Path | None,
@@ -186,40 +219,15 @@ def with_client(
     *,
     signer: bool,
 ) -> T:
-    """Load key and deployment, connect, run `work`, close; ChainError -> one line."""
-    from eth_account import Account
+    """`with_node` for work that needs only the chain client (a reader unless `signer`)."""
+    from agent.node import chain_url
 
-    from agent import identity
-    from chain.client import ChainClient
-    from chain.deploy import Deployment
-    from chain.errors import ChainError
+    chain_url(state.config)  # before any password prompt
 
-    url = state.config.network.eth_rpc_url
-    if not url:
-        raise ConfigError(
-            "network.eth_rpc_url",
-            "empty: start `noosphere chain dev` and pass "
-            "--set network.eth_rpc_url=http://127.0.0.1:8545, or set a node's URL",
-        )
-    if signer:
-        account = identity.load_identity(
-            state.home.keystore_file, read_password(confirm=False)
-        ).account
-    else:
-        account = Account.create()  # reads need no key; never used to sign
-    timeout_s = state.config.network.request_timeout_s
+    async def on_node(node: Node) -> T:
+        return await work(await node.chain(signer=signer))
 
-    async def go() -> T:
-        try:
-            deployment = Deployment.load(deployment_path(state, deployment_file))
-            async with await ChainClient.connect(
-                url, account, deployment, timeout_s=timeout_s
-            ) as client:
-                return await work(client)
-        except ChainError as exc:
-            raise ChainCommandError(str(exc)) from exc
-
-    return run(go())
+    return with_node(state, deployment_file, on_node, signer=signer)
 
 
 def emit(value: Any, as_json: bool, lines: Callable[[], list[str]]) -> None:

@@ -277,7 +277,7 @@ def dataset_build(
 async def _build(
     state: CliState, model: Path, paths: list[Path], shard_tokens: int, parent: bytes | None
 ) -> dict[str, object]:
-    from agent.runtime.components import open_swarm
+    from agent.node import Node
     from trainer import (
         DatasetManifest,
         GgufTokenizer,
@@ -291,7 +291,8 @@ async def _build(
     built = await asyncio.to_thread(
         build_dataset, paths, tokenizer, shard_tokens=shard_tokens, parent=parent
     )
-    async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+    async with await Node.open(cfg, state.home) as node:
+        swarm = await node.swarm()
         parent_manifest: DatasetManifest | None = None
         if parent is not None:
             parent_manifest = await fetch_manifest(swarm.bee, parent)

@@ -263,7 +263,7 @@ async def post_document(
     current root (`dataset create ROOT MANIFEST_REF`); either way its Merkle root
     must be the DAO's current root.
     """
-    from agent.runtime.components import open_swarm
+    from agent.node import Node
     from trainer.errors import TrainerError
     from trainer.jobspec import JobDocument, upload_job_document
     from trainer.profile import pin_profile
@@ -286,7 +286,8 @@ async def post_document(
         raise TrainCommandError(f"hyperparameters: {exc}") from None
     cfg = state.config
     try:
-        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+        async with await Node.open(cfg, state.home) as node:
+            swarm = await node.swarm()
             from trainer.dataset import fetch_manifest
 
             found = await fetch_manifest(swarm.bee, manifest_ref)

@@ -95,7 +95,7 @@ def _verify(
     assume_yes: bool,
     deployment_file: Path | None,
 ) -> None:
-    from agent.runtime.components import open_swarm
+    from agent.node import Node
     from chain.records import JobId, Wei
     from trainer.errors import MalformedLogError, ProfileMismatch, TrainerError
     from trainer.validator import verify_job
@@ -106,7 +106,8 @@ def _verify(
 
     async def work(client: ChainClient) -> int:
         base = await _base(model)
-        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+        async with await Node.open(cfg, state.home) as node:
+            swarm = await node.swarm()
             try:
                 run, verdict = await verify_job(
                     client.market, swarm.bee, base, JobId(job_id), samples=samples
@@ -204,7 +205,7 @@ def _worker(
     assume_yes: bool,
     deployment_file: Path | None,
 ) -> None:
-    from agent.runtime.components import open_swarm
+    from agent.node import Node
     from trainer.errors import TrainerError
     from trainer.profile import pin_profile
     from trainer.worker import Dishonesty, Worker, WorkerControl, WorkerSettings
@@ -246,7 +247,8 @@ def _worker(
             poll_s=poll,
             dishonesty=dishonesty,
         )
-        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+        async with await Node.open(cfg, state.home) as node:
+            swarm = await node.swarm()
             worker = Worker(
                 client.market,
                 swarm.bee,
@@ -295,7 +297,7 @@ def _validator(
     assume_yes: bool,
     deployment_file: Path | None,
 ) -> None:
-    from agent.runtime.components import open_swarm
+    from agent.node import Node
     from trainer.validator import Validator
 
     wei = parse_ether(stake_eth) if stake_eth else None
@@ -310,7 +312,8 @@ def _validator(
         amount = wei if wei is not None else (await client.market.params()).min_validator_stake
         if client.tx.address not in await client.market.validators():
             confirm(assume_yes, f"stake {amount} wei and register as a validator")
-        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+        async with await Node.open(cfg, state.home) as node:
+            swarm = await node.swarm()
             validator = Validator(client.market, swarm.bee, None, say=click.echo)
             await validator.ensure_registered(amount)
             if once and not await validator.disputes_to_judge():
@@ -345,7 +348,7 @@ def adapter_fetch(state: CliState, job_id: int, deployment_file: Path | None) ->
 
 
 def _adapter_fetch(state: CliState, job_id: int, deployment_file: Path | None) -> None:
-    from agent.runtime.components import open_swarm
+    from agent.node import Node
     from chain.records import JobId
     from trainer.errors import TrainerError
     from trainer.validator import fetch_job_adapter
@@ -354,7 +357,8 @@ def _adapter_fetch(state: CliState, job_id: int, deployment_file: Path | None) -
     target = state.home.root / "adapters" / f"job-{job_id}.gguf"
 
     async def work(client: ChainClient) -> bytes:
-        async with open_swarm(cfg, cfg.data_dir(state.home.root)) as swarm:
+        async with await Node.open(cfg, state.home) as node:
+            swarm = await node.swarm()
             try:
                 data, _ = await fetch_job_adapter(client.market, swarm.bee, JobId(job_id))
             except TrainerError as exc:
