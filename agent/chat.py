@@ -3,9 +3,10 @@
 Each line is one assistant turn (routing, retrieval, tools, then a streamed answer);
 lines starting with `/` are commands (`/help`). Arithmetic goes straight to the
 calculator and chain reads straight to the chain, so exact answers never depend on
-the model. Ctrl-C cancels the turn in progress and returns to the prompt; Ctrl-D or
-`/quit` leaves. Destructive tools (chain writes) ask at the prompt and run only on
-"y". Conversations are saved as they go and can be resumed with `--resume ID`.
+the model. Ctrl-C cancels the turn in progress and returns to the prompt; Ctrl-D,
+`/quit` or SIGTERM leaves (SIGTERM cancels the turn in progress first). Destructive
+tools (chain writes) ask at the prompt and run only on "y". Conversations are saved
+as they go and can be resumed with `--resume ID`.
 
 With no endpoints configured, Swarm is the embedded dev node and, when the node has a
 key, the chain is py-evm in this process with the contracts deployed and the node's
@@ -16,9 +17,12 @@ at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sys
+import threading
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -67,7 +71,7 @@ class ChatIO:
     async def ask(self, prompt: str) -> str | None:
         """A line from the user, or None at the end of input."""
         self.write(prompt)
-        line = await asyncio.to_thread(sys.stdin.readline)
+        line = await read_line(sys.stdin)
         return line.rstrip("\n") if line else None
 
     async def confirm(self, summary: str) -> bool:
@@ -81,6 +85,42 @@ class ChatIO:
         return (answer or "").strip().lower() in ("y", "yes")
 
 
+async def read_line(stream: TextIO) -> str:
+    """`stream.readline()` in a daemon thread: a read still blocked when the chat ends
+    (SIGTERM at the prompt) cannot hold the process open, as an executor thread would."""
+    loop = asyncio.get_running_loop()
+    line: asyncio.Future[str] = loop.create_future()
+
+    def settle(text: str) -> None:
+        if not line.done():
+            line.set_result(text)
+
+    def read() -> None:
+        try:
+            text = stream.readline()
+        except (OSError, ValueError):  # a closed or broken input: the end of it
+            text = ""
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, text)
+
+    threading.Thread(target=read, name="chat-input", daemon=True).start()
+    return await line
+
+
+async def unless_stopped(stop: asyncio.Event, read: Awaitable[str | None]) -> str | None:
+    """What `read` gives, or None as soon as `stop` is set."""
+    reading = asyncio.ensure_future(read)
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if stop.is_set():
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        return None
+    return reading.result()
+
+
 class Repl:
     """The chat loop: a prompt, `/commands`, turns; Ctrl-C cancels the turn running.
 
@@ -91,11 +131,18 @@ class Repl:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def terminate() -> None:
+            stop.set()
+            self._cancel_turn()
+
         loop.add_signal_handler(signal.SIGINT, self._interrupt)
+        loop.add_signal_handler(signal.SIGTERM, terminate)
         try:
             while True:
-                line = await self.io.ask("\nyou> ")
-                if line is None or line.strip() == "/quit":
+                line = await unless_stopped(stop, self.io.ask("\nyou> "))
+                if line is None or line.strip() == "/quit" or stop.is_set():
                     self.io.write("\nbye\n")
                     return
                 if not line.strip():
@@ -109,6 +156,7 @@ class Repl:
                     self.io.write(f"\nerror: {one_line(exc)}\n")
         finally:
             loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
 
     def _interrupt(self) -> None:
         if not self._cancel_turn():

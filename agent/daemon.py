@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.node import Node, translated
+from agent.node import Node
+from agent.runtime.errors import translated
 
 if TYPE_CHECKING:
     import numpy as np

@@ -9,7 +9,9 @@ anything runs (no code is written, no chain is started), and should the model or
 the router pick one of them anyway, the tool itself refuses (both are
 `local_only`; chain writes also need a confirmation nobody can give). The peer's
 text is a question, never an instruction to this node, and the peer never makes
-this node search the network on its behalf.
+this node search the network on its behalf. The reply names its sources by file
+name only (`public_answer`): the absolute paths the owner ingested from would tell
+a stranger how this machine's files are laid out.
 
 Asking is `agent.node.Node.ask_peer` (behind the `ask_peer` tool, `/api/peer-ask`
 and `noosphere ask --peer ADDRESS`). The reply is the peer's untrusted text; show it
@@ -20,6 +22,8 @@ as such.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from agent.routing import Route
@@ -29,7 +33,7 @@ from tools import ToolContext
 if TYPE_CHECKING:
     from agent.assistant import Assistant
 
-__all__ = ["PeerAnswerer", "refusal_for"]
+__all__ = ["PeerAnswerer", "public_answer", "public_source", "refusal_for"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +56,24 @@ def refusal_for(route: Route) -> str | None:
     return None
 
 
+def public_source(source: str) -> str:
+    """What a peer may see of a source: a path's file name; a URL or a name as it is."""
+    if "://" not in source and ("/" in source or "\\" in source):
+        return PurePath(source.replace("\\", "/")).name or source.strip("/\\") or "(file)"
+    return source
+
+
+def public_answer(answer: str, sources: Iterable[str]) -> str:
+    """`answer` with every source path in it (the `Sources:` line, or a path the model
+    copied from a passage) cut to its file name; longest paths first, so that a path
+    that extends another is never half replaced."""
+    for source in sorted(set(sources), key=len, reverse=True):
+        shown = public_source(source)
+        if shown != source and len(source) > 1:
+            answer = answer.replace(source, shown)
+    return answer
+
+
 class PeerAnswerer:
     """`answer_ask(sender, text)`: this node's assistant answering a remote peer."""
 
@@ -72,4 +94,7 @@ class PeerAnswerer:
             if not result.ok:
                 log.info("for %s, %s was refused or failed: %s", who, call.name, result.error)
         log.info("answered %s (%s route)", who, report.route.kind)
-        return report.result.answer
+        sources = list(report.result.sources)
+        if report.grounding is not None:
+            sources += [hit.source for hit in report.grounding.passages]
+        return public_answer(report.result.answer, sources)

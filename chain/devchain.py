@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import platform
 import shutil
+import signal
 import socket
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -113,6 +117,23 @@ class EmbeddedChain:
         """Nothing to release; here for symmetry with AnvilChain."""
 
 
+def _die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` asking Linux to SIGKILL the child when this process dies (prctl
+    PR_SET_PDEATHSIG); None elsewhere. Prepared before the fork; the child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    option, signum = ctypes.c_int(1), ctypes.c_ulong(signal.SIGKILL)  # PR_SET_PDEATHSIG
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(option, signum)
+        if os.getppid() != parent:  # died before prctl took effect
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return in_child
+
+
 class AnvilChain:
     """anvil on a free loopback port, stopped by `aclose()`."""
 
@@ -143,7 +164,11 @@ class AnvilChain:
         log_file = tempfile.TemporaryFile()  # noqa: SIM115 - owned by the AnvilChain, closed in aclose
         try:
             process = await asyncio.create_subprocess_exec(
-                *args, stdout=asyncio.subprocess.DEVNULL, stderr=log_file, env=anvil_environment()
+                *args,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log_file,
+                env=anvil_environment(),
+                preexec_fn=_die_with_parent(),  # no orphaned anvil if this process is killed
             )
         except OSError as exc:
             log_file.close()

@@ -6,7 +6,8 @@ VectorDBError
 ├── EmbedderError        the embedding model is missing or failed
 ├── MessageRejected      a peer message failed validation (`.reason` says which check)
 └── PeerAskError         an agent-to-agent ask could not be sent or the peer cannot be asked
-    └── PeerAskTimeout   no reply within the deadline
+    ├── PeerAskTimeout   no reply within the deadline
+    └── PeerAskRefused   the peer answered with a signed refusal (rate limited, busy)
 """
 
 from __future__ import annotations
@@ -43,3 +44,12 @@ class PeerAskError(VectorDBError):
 
 class PeerAskTimeout(PeerAskError):
     """No reply from the peer within the deadline."""
+
+
+class PeerAskRefused(PeerAskError):
+    """The peer refused the ask (signed): `reason` and, when it gave one, `retry_after_s`."""
+
+    def __init__(self, message: str, reason: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after_s = retry_after_s

@@ -20,12 +20,17 @@ across all senders, not per key:
   (`busy`), both checked before the index is searched; asks have their own pair
   (`AskLimits`, far tighter: an ask runs the language model), a cap on asks running
   at once (`busy`) and a deadline past which the handler is cancelled and a short
-  "timed out" reply is sent;
+  "timed out" reply is sent; an ask turned away by a rate or the cap still counts
+  as dropped, and its sender is told with a signed `Refusal` carrying a retry hint
+  (at most one per sender per retry period, `asks.RefusalThrottle`);
 - a `PostageBudget`: the chunks answers may stamp in a sliding window (an hour by
   default). An answer that does not fit is not sent (`budget`); the first refusal
   of a window is logged as a warning, the rest are only counted.
 
-Every drop is counted by reason in `ServeStats.dropped`.
+Every drop is counted by reason in `ServeStats.dropped`. A node that also asks reads
+its answers and replies from the same inbox: the server checks them like any message
+and leaves them to the asking side (`ServeStats.for_asker`), never counting them as
+drops.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from swarm_vectordb.asks import AskHandler, AskLimits, answer_within
+from swarm_vectordb.asks import AskHandler, AskLimits, RefusalThrottle, answer_within, retry_hint
 from swarm_vectordb.bee.bmt import CHUNK_SIZE
 from swarm_vectordb.bee.client import BeeClient
 from swarm_vectordb.bee.errors import SwarmError
@@ -58,6 +63,7 @@ from swarm_vectordb.protocol import (
     Envelope,
     Hit,
     Query,
+    Refusal,
     ReplayGuard,
     Reply,
     check_query,
@@ -161,6 +167,17 @@ async def network_search(
     return result
 
 
+FOR_ASKER = frozenset({"answer", "reply", "refusal"})  # kinds a node's asking side reads
+
+
+class _TurnedAway(MessageRejected):
+    """An ask a limit dropped; `retry_after_s`: when that limit may let it through."""
+
+    def __init__(self, reason: str, retry_after_s: float, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.retry_after_s = retry_after_s
+
+
 class TokenBucket:
     """`rate` tokens per second, at most `burst` saved up."""
 
@@ -176,6 +193,10 @@ class TokenBucket:
             self._tokens -= 1
             return True
         return False
+
+    def wait_s(self) -> float:
+        """Seconds until the next token (0 when one is there)."""
+        return max(0.0, (1 - self._tokens) / self.rate)
 
 
 _BRANCHES = CHUNK_SIZE // 32  # references per intermediate chunk
@@ -240,12 +261,14 @@ class ServeStats:
     served: int = 0  # queries answered
     asks_answered: int = 0  # asks replied to (timed-out ones included)
     asks_timed_out: int = 0  # of those, replies saying the deadline passed
+    asks_refused: int = 0  # asks dropped by a limit whose sender got a signed `Refusal`
+    for_asker: int = 0  # answers and replies to this node's own searches and asks
     dropped: DropCounter = field(default_factory=DropCounter)
 
     @property
     def handled(self) -> int:
-        """Messages finished either way: answered or dropped."""
-        return self.served + self.asks_answered + sum(self.dropped.values())
+        """Messages finished either way: answered, dropped, or left to the asking side."""
+        return self.served + self.asks_answered + self.for_asker + sum(self.dropped.values())
 
 
 class KnowledgeServer:
@@ -297,7 +320,11 @@ class KnowledgeServer:
         self._ask_buckets: dict[bytes, TokenBucket] = {}
         self._ask_everyone = TokenBucket(self._ask_limits.rate, self._ask_limits.burst)
         self._asks_running = 0
-        self._kinds = frozenset({"query", "ask"} if answer_ask is not None else {"query"})
+        self._refusals = RefusalThrottle(
+            self._ask_limits.refusal_rate, self._ask_limits.refusal_burst
+        )
+        served = {"query", "ask"} if answer_ask is not None else {"query"}
+        self._kinds = frozenset(served | FOR_ASKER)
         self.stats = ServeStats()
         self.ready = asyncio.Event()
         self.in_flight = 0
@@ -331,10 +358,18 @@ class KnowledgeServer:
                 kinds=self._kinds,
             )
             body = envelope.body
+            if isinstance(body, Answer | Reply | Refusal):  # our own asking side reads these
+                self.stats.for_asker += 1
+                log.debug("%s from 0x%s: for this node's asker", body.kind, envelope.sender.hex())
+                return
             if self._allow is not None and envelope.sender not in self._allow:
                 raise MessageRejected("not_allowed", envelope.sender.hex())
             if isinstance(body, Ask):
-                await self._handle_ask(envelope, body)
+                try:
+                    await self._handle_ask(envelope, body)
+                except MessageRejected as exc:
+                    await self._refuse(envelope, body, exc)
+                    raise
                 return
             assert isinstance(body, Query)  # kinds= above admits only queries and asks
             if not self._bucket(envelope.sender).take():
@@ -373,14 +408,14 @@ class KnowledgeServer:
         assert self._answer_ask is not None  # kinds admit asks only with a handler
         limits, sender = self._ask_limits, envelope.sender
         if self._asks_running >= limits.max_concurrent:
-            raise MessageRejected("busy", f"{limits.max_concurrent} ask(s) already running")
+            raise _TurnedAway("busy", limits.deadline_s, f"{limits.max_concurrent} running")
         bucket = self._bucket(
             sender, self._ask_buckets, limits.per_peer_rate, limits.per_peer_burst
         )
         if not bucket.take():
-            raise MessageRejected("rate_limited", sender.hex())
+            raise _TurnedAway("rate_limited", bucket.wait_s(), sender.hex())
         if not self._ask_everyone.take():
-            raise MessageRejected("busy", "ask rate over all peers reached")
+            raise _TurnedAway("busy", self._ask_everyone.wait_s(), "ask rate over all peers")
         if self.budget is not None and self.budget.spent >= self.budget.chunks:
             self._spend(1)  # refuses (`budget`) before the model runs, and logs it once
         reply_inbox = Inbox.from_bytes(ask.reply_to)
@@ -398,6 +433,26 @@ class KnowledgeServer:
         self.stats.asks_answered += 1
         self.stats.asks_timed_out += timed_out
         log.info("replied to ask %s from 0x%s", envelope.id.hex()[:12], sender.hex())
+
+    async def _refuse(self, envelope: Envelope, ask: Ask, turned_away: MessageRejected) -> None:
+        """Tell the sender of an ask a limit turned away, when the throttle allows."""
+        if not isinstance(turned_away, _TurnedAway):
+            return
+        retry = retry_hint(turned_away.retry_after_s)
+        if not self._refusals.allow(envelope.sender, retry):
+            return
+        sealed = seal(Refusal(envelope.id, turned_away.reason, retry), self._key)
+        try:
+            self._spend(stamped_chunks(len(sealed)))
+            await post(self._bee, self._batch, Inbox.from_bytes(ask.reply_to), sealed)
+        except (MessageRejected, SwarmError) as exc:
+            log.info("no refusal sent to 0x%s: %s", envelope.sender.hex(), exc)
+            return
+        self.stats.asks_refused += 1
+        log.info(
+            "refused ask %s from 0x%s (%s, retry in %d s)",
+            envelope.id.hex()[:12], envelope.sender.hex(), turned_away.reason, retry,
+        )  # fmt: skip
 
     def _spend(self, chunks: int) -> None:
         """Take `chunks` from the postage budget, or refuse the answer (`budget`)."""

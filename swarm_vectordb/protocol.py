@@ -16,7 +16,8 @@ canonical form (`not_canonical`), signature (`bad_signature`), age (`stale`,
 live ids as it may). Query embeddings are checked separately by `check_query`
 (`dimension`, `not_finite`, `not_unit`, `model`).
 
-Bodies: `Query`, `Answer` (with `Hit`s), `Ask`, `Reply`, `PeerRecord`.
+Bodies: `Query`, `Answer` (with `Hit`s), `Ask`, `Reply`, `Refusal` (an ask not
+answered: the reason and when to try again), `PeerRecord`.
 """
 
 from __future__ import annotations
@@ -102,6 +103,20 @@ class Reply:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """The answer to an `Ask` this node will not run now (`rate_limited`, `busy`)."""
+
+    kind: ClassVar[str] = "refusal"
+    ask_id: bytes
+    reason: str
+    retry_after_s: int  # when asking again may succeed; 0: no estimate
+
+
+REFUSAL_REASONS = frozenset({"rate_limited", "busy"})
+MAX_RETRY_AFTER_S = 24 * 3600
+
+
+@dataclass(frozen=True)
 class PeerRecord:
     kind: ClassVar[str] = "peer_record"
     inbox: bytes  # 64-byte inbox key: anyone may write to it, only envelopes authenticate
@@ -113,8 +128,10 @@ class PeerRecord:
     summary: tuple[bytes, ...]  # centroids, float32 little-endian, dim each
 
 
-Body = Query | Answer | Ask | Reply | PeerRecord
-BODIES: dict[str, type[Body]] = {b.kind: b for b in (Query, Answer, Ask, Reply, PeerRecord)}
+Body = Query | Answer | Ask | Reply | Refusal | PeerRecord
+BODIES: dict[str, type[Body]] = {
+    b.kind: b for b in (Query, Answer, Ask, Reply, Refusal, PeerRecord)
+}
 
 
 @dataclass(frozen=True)
@@ -361,6 +378,14 @@ def _parse_body(cls: type[Body], raw: Any) -> Body:
         ok = _is_text(raw["text"], 8192) and _is_bin(raw["reply_to"], 64)
     elif cls is Reply:
         ok = _is_bin(raw["ask_id"], 16) and _is_text(raw["text"])
+    elif cls is Refusal:
+        ok = (
+            _is_bin(raw["ask_id"], 16)
+            and isinstance(raw["reason"], str)
+            and raw["reason"] in REFUSAL_REASONS
+            and _is_int(raw["retry_after_s"])
+            and raw["retry_after_s"] <= MAX_RETRY_AFTER_S
+        )
     elif cls is PeerRecord:
         summary, caps = raw["summary"], raw["capabilities"]
         ok = (

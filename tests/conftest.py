@@ -1,8 +1,10 @@
-"""Shared fixtures: the bundled model, isolated node homes, and running the real CLI."""
+"""Shared fixtures: the bundled model, isolated node homes, running the real CLI, and
+stopping a process a test started."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -67,3 +69,17 @@ def cli(tmp_path: Path) -> Cli:
         PYTHONUNBUFFERED="1",
     )
     return Cli(home=home, env=env)
+
+
+def stop_process(process: subprocess.Popen[str], *, grace_s: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace_s`; its pipes closed."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()

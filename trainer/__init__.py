@@ -14,8 +14,11 @@ Modules and what each owns:
 - ``tokenizer``: ``GgufTokenizer``, the base GGUF's own vocabulary via llama.cpp.
 - ``dataset``: files -> tokenized ``Shard``s -> ``DatasetManifest`` (Merkle root a
   DatasetDAO stores); upload to Swarm, fetch with reference and proof checks.
+- ``blobs``: ``put_blob`` / ``fetch_blob``, any other bytes on Swarm with the
+  reference recomputed here (job documents, step logs, checkpoints, adapters).
 - ``profile``: ``ExecutionProfile`` (torch version, CPU capability, threads,
-  dtype, determinism), its hash, ``pin_profile``.
+  dtype, determinism; on CUDA the GPU, CUDA/cuDNN versions, cuBLAS workspace,
+  TF32), its hash, ``pin_profile``, ``cuda_unavailable``.
 - ``model``: ``load_base_model`` (GGUF -> fp32 transformers Llama),
   ``LoraModel`` (peft LoRA on attention projections, canonical tensor names).
 - ``state``: ``TrainerState``, LoRA tensors and Adam moments as canonical bytes
@@ -67,6 +70,7 @@ from trainer.errors import (
     CheckpointError,
     CheckpointMissing,
     DatasetError,
+    DeviceUnavailable,
     ExportError,
     InclusionProofError,
     MalformedLogError,
@@ -80,7 +84,7 @@ from trainer.errors import (
 )
 from trainer.export import adapter_bytes, export_adapter
 from trainer.model import LoraModel, LoraSpec, base_model_hash, load_base_model
-from trainer.profile import ExecutionProfile, current_profile, pin_profile
+from trainer.profile import ExecutionProfile, cuda_unavailable, current_profile, pin_profile
 from trainer.replay import ReplayResult, StepMismatch, replay, replay_from
 from trainer.state import TrainerState
 from trainer.step import Hyperparams
@@ -107,6 +111,7 @@ __all__ = [
     "DatasetError",
     "DatasetManifest",
     "DatasetUpload",
+    "DeviceUnavailable",
     "ExecutionProfile",
     "ExportError",
     "GgufTokenizer",
@@ -138,6 +143,7 @@ __all__ = [
     "base_model_hash",
     "build_dataset",
     "challenge_args",
+    "cuda_unavailable",
     "current_profile",
     "export_adapter",
     "fetch_checkpoint",

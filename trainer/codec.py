@@ -10,8 +10,8 @@ the error class the caller names, so each format keeps its own error.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -20,6 +20,8 @@ from trainer.errors import TrainerError
 __all__ = ["Fields", "pack", "unpack"]
 
 MAX_DOCUMENT = 256 * 1024 * 1024
+
+T = TypeVar("T")
 
 
 def _sorted(value: Any) -> Any:
@@ -117,3 +119,11 @@ class Fields:
 
     def raw(self, key: str) -> Any:
         return self._doc[key]
+
+    def parsed(self, key: str, parse: Callable[[Any], T]) -> T:
+        """The field read by `parse` (e.g. `ExecutionProfile.from_document`); the
+        `ValueError` it raises on a bad value, as this document's error."""
+        try:
+            return parse(self._doc[key])
+        except ValueError as exc:
+            raise self.fail(f"{key}: {exc}") from exc

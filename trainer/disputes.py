@@ -29,6 +29,7 @@ from pathlib import Path
 from chain.errors import ChainError
 from chain.market import MarketClient
 from chain.records import Dispute, JobId, MarketParams, TrainingJob
+from chain.units import format_ether
 from swarm_vectordb.bee import BatchId, BeeClient
 from trainer.errors import TrainerError
 from trainer.jobspec import fetch_blob, put_blob
@@ -80,7 +81,7 @@ class DisputeDefence:
             seen = self._seen[job.job_id] = _Seen(dispute.challenged_at)
             self.say(
                 f"job {job.job_id}: step {dispute.step} challenged by {dispute.challenger} "
-                f"(bond {dispute.bond} wei)"
+                f"(bond {format_ether(dispute.bond)})"
             )
         if not seen.checked_undrawn or (dispute.drawn and not seen.checked_drawn):
             try:

@@ -7,6 +7,11 @@ returns its `StepRecord`; `train` runs a range, keeping a checkpoint of the stat
 before every K-th step and after the last. Trainer (`train`) and verifier
 (`trainer.replay`) share this one code path, so what is replayed is what was run.
 
+The engine runs on the device the plan's profile names: on ``cuda`` it moves the
+model and every batch to the GPU and keeps the state there between steps; state
+hashes and checkpoints are always made from CPU copies (`TrainerState.encode`),
+so the bytes mean the same on both devices.
+
 `load_shards` fetches the plan's shards from Swarm, each checked against its
 reference and its inclusion proof to the dataset root, before anything trains on it.
 """
@@ -24,7 +29,7 @@ from torch import nn
 from trainer.dataset import DatasetManifest, Shard, ShardSource, fetch_shard
 from trainer.errors import DatasetError
 from trainer.model import LoraModel
-from trainer.profile import ExecutionProfile, current_profile
+from trainer.profile import ExecutionProfile, require_profile
 from trainer.state import TrainerState
 from trainer.step import Hyperparams, batch_plan, build_batch, loss_of, run_step
 from trainer.steplog import BatchEntry, StepLog, StepRecord
@@ -102,11 +107,14 @@ class StepEngine:
     """
 
     def __init__(self, base: nn.Module, plan: JobPlan, shards: Mapping[int, Shard]) -> None:
-        current_profile().require(plan.profile.hash, plan.profile)
+        require_profile(plan.profile)
         self.plan = plan
         self.shards = dict(shards)
+        self.device = torch.device(plan.profile.device)
         self.model = LoraModel(base, plan.hyperparams.lora, seed=plan.seed)
-        self._initial = TrainerState.initial(self.model.parameters)
+        self._initial = TrainerState.initial(self.model.parameters)  # on the CPU, as initialised
+        if self.device.type != "cpu":
+            self.model.module.to(self.device)
         self.hyperparams_hash = plan.hyperparams.hash
         self.profile_hash = plan.profile.hash
         self.timing = StepTiming()
@@ -131,12 +139,20 @@ class StepEngine:
         """Run step `step` on `state` in place, with no commitments; the loss's float32 bits."""
         if not 0 <= step < self.plan.steps:
             raise ValueError(f"step {step} outside the job's {self.plan.steps} steps")
-        current_profile().require(self.profile_hash, self.plan.profile)
+        require_profile(self.plan.profile)
         hp = self.plan.hyperparams
         plan = batch_plan(self.plan.seed, step, self.plan.manifest, hp)
-        ids, mask = build_batch(plan, self.shards, hp, self.model.vocab_size)
+        ids, mask = self._on_device(build_batch(plan, self.shards, hp, self.model.vocab_size))
+        state.move_to(self.device)
         outcome = run_step(self.model, state, ids, mask, hp, seed=self.plan.seed, step=step)
         return outcome.loss_bits
+
+    def _on_device(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.device.type == "cpu":
+            return batch
+        return batch[0].to(self.device), batch[1].to(self.device)
 
     def step(self, state: TrainerState, step: int, *, pre_hash: bytes | None = None) -> StepRecord:
         """Run step `step` on `state` in place and return its record (`pre_hash`: if known)."""
@@ -197,5 +213,5 @@ class StepEngine:
         state.load_into(self.model.parameters)
         self.model.train(False)
         plan = batch_plan(self.plan.seed, step, self.plan.manifest, hp)
-        ids, mask = build_batch(plan, self.shards, hp, self.model.vocab_size)
+        ids, mask = self._on_device(build_batch(plan, self.shards, hp, self.model.vocab_size))
         return float(loss_of(self.model, ids, mask).item())

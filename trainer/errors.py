@@ -7,6 +7,7 @@
     │   └── MalformedShardError      bytes that are not a canonical shard or manifest
     ├── BaseModelError               the base GGUF cannot be loaded for training
     ├── ProfileMismatch              this process's execution profile is not the job's
+    ├── DeviceUnavailable            the device a profile names (CUDA) is not usable here
     ├── StepLogError                 a step log that cannot be trusted or used
     │   └── MalformedRecordError     a record that is not canonical (fields, sizes, version)
     │       └── MalformedLogError    ... inside a committed log: disputable (`verdict`)
@@ -32,6 +33,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointMissing",
     "DatasetError",
+    "DeviceUnavailable",
     "ExportError",
     "InclusionProofError",
     "MalformedLogError",
@@ -93,6 +95,13 @@ class ProfileMismatch(TrainerError):
         self.expected = expected
         self.actual = actual
         self.differences = differences
+
+
+class DeviceUnavailable(TrainerError):
+    """The device a profile or the owner asks for (CUDA) cannot be used by this process.
+
+    Like `ProfileMismatch`, a reason not to run or judge, never evidence.
+    """
 
 
 class StepLogError(TrainerError):

@@ -140,7 +140,7 @@ async def upload_and_describe(
         n_kv_heads=engine.model.n_kv_heads,
     )
     reference, manifest, sent = await upload_run(
-        sink, batch, log, checkpoints, adapter, profile=current_profile()
+        sink, batch, log, checkpoints, adapter, profile=current_profile(engine.device.type)
     )
     if local is not None:
         await asyncio.to_thread(local.save_run, manifest.encode(), log.encode(), adapter)

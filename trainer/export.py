@@ -53,7 +53,7 @@ def _tensors(state: TrainerState, n_heads: int, n_kv_heads: int) -> list[tuple[s
         if len(parts) != 4 or parts[0] != "layers" or parts[2] not in GGUF_NAMES:
             raise ExportError(f"cannot map trainable tensor {name} to a GGUF tensor")
         layer, proj, side = int(parts[1]), parts[2], parts[3]
-        array = tensor.value.detach().numpy().astype(np.float32)
+        array = tensor.value.detach().cpu().numpy().astype(np.float32)
         if side == "lora_b" and proj == "q_proj":
             array = rotary_permute(array, n_heads)
         elif side == "lora_b" and proj == "k_proj":

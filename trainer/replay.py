@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from trainer.engine import StepEngine
 from trainer.errors import CheckpointError, CheckpointMissing, ProfileMismatch, StepLogError
-from trainer.profile import current_profile
+from trainer.profile import require_profile
 from trainer.state import TrainerState
 from trainer.steplog import StepLog, StepRecord
 
@@ -74,13 +74,15 @@ def state_distance(a: TrainerState, b: TrainerState) -> float:
     """Largest absolute difference between the LoRA values of two states."""
     if set(a.tensors) != set(b.tensors):
         return float("inf")
-    return max(float((a.tensors[n].value - b.tensors[n].value).abs().max()) for n in a.tensors)
+    return max(
+        float((a.tensors[n].value.cpu() - b.tensors[n].value.cpu()).abs().max()) for n in a.tensors
+    )
 
 
 def _require_profile(engine: StepEngine, record: StepRecord) -> None:
     if record.profile != engine.profile_hash:
         raise ProfileMismatch(record.profile, engine.profile_hash, ["the record's profile hash"])
-    current_profile().require(engine.profile_hash, engine.plan.profile)
+    require_profile(engine.plan.profile)
 
 
 def replay(

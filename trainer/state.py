@@ -4,7 +4,8 @@ Everything a step reads and changes besides the frozen base weights lives here, 
 "the state before step i" is one byte string: its keccak is the hash in the step
 records and the same bytes are the checkpoint on Swarm. Canonical form: a msgpack
 map (version, update count, and per tensor in name order: name, shape, and the
-parameter, first and second Adam moments as little-endian float32 bytes).
+parameter, first and second Adam moments as little-endian float32 bytes). The
+tensors may live on a GPU while training; the bytes always come from CPU copies.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class TensorState:
 
 
 def _bytes(tensor: torch.Tensor) -> bytes:
-    return tensor.detach().contiguous().numpy().astype("<f4", copy=False).tobytes()
+    """Little-endian float32 bytes of a CPU copy (a no-op copy for CPU tensors)."""
+    return tensor.detach().cpu().contiguous().numpy().astype("<f4", copy=False).tobytes()
 
 
 def _tensor(raw: bytes, shape: list[int], what: str) -> torch.Tensor:
@@ -140,6 +142,14 @@ class TrainerState:
                         f"model shape {list(param.shape)}"
                     )
                 param.copy_(value)
+
+    def move_to(self, device: torch.device) -> None:
+        """Keep every tensor on `device` from now on (nothing moves if it is there already)."""
+        for name, t in self.tensors.items():
+            if t.value.device != device:
+                self.tensors[name] = TensorState(
+                    t.value.to(device), t.exp_avg.to(device), t.exp_avg_sq.to(device)
+                )
 
     def parameter_bytes(self) -> int:
         return sum(4 * t.value.numel() for t in self.tensors.values())

@@ -61,7 +61,7 @@ class Hyperparams:
     weight_decay: float = 0.0  # decoupled (AdamW) weight decay
     batch_size: int = 4  # sequences per step
     seq_len: int = 128  # tokens per sequence (shorter shards are padded)
-    checkpoint_every: int = 4  # a checkpoint of the state before every K-th step
+    checkpoint_every: int = 2  # a checkpoint before every K-th step: a replay re-runs <= K steps
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.seq_len < 2 or self.checkpoint_every < 1:

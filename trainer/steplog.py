@@ -11,7 +11,10 @@ after, the loss as float32 bits and the execution-profile hash.
 checkpoints (state before every K-th step and after the last, by reference and
 state hash), the adapter's reference and hash, and the full `ExecutionProfile` the
 steps ran under (every record names its hash; a verifier reads the torch version,
-CPU capability, threads and dtype here). `upload_run` / `fetch_run` move it;
+CPU capability, threads and dtype here). Format-1 manifests, written before the
+profile was added, are still read, with the profile unknown (None): replay needs
+only the job's pinned profile and the records' hashes, so nothing is lost but the
+field-by-field explanation when a record names another profile. `upload_run` / `fetch_run` move it;
 `fetch_checkpoint` brings back one checkpoint and checks it against its hash.
 """
 
@@ -22,16 +25,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from chain.merkle import StepLogTree, verify_proof
-from swarm_vectordb.bee import BatchId, SwarmError, keccak256
+from swarm_vectordb.bee import BatchId, keccak256
 from trainer import codec
-from trainer.codec import Fields
-from trainer.dataset import ShardSink, ShardSource, check_inclusion, swarm_reference
+from trainer.blobs import fetch_blob, put_blob
+from trainer.dataset import ShardSink, ShardSource, check_inclusion
 from trainer.errors import (
     CheckpointError,
     CheckpointMissing,
     InclusionProofError,
     MalformedRecordError,
-    ShardReferenceMismatch,
     StepLogError,
     StorageError,
 )
@@ -54,6 +56,7 @@ __all__ = [
 RECORD_VERSION = 1
 LOG_VERSION = 1
 RUN_VERSION = 2  # 2: the manifest carries the full execution profile
+RUN_VERSION_NO_PROFILE = 1  # still read: its profile is unknown (records carry its hash)
 MAX_RECORD = 64 * 1024
 MAX_PROOF_DEPTH = 40
 
@@ -245,13 +248,19 @@ class RunManifest:
     checkpoints: tuple[CheckpointEntry, ...]
     adapter_reference: bytes
     adapter_hash: bytes
-    profile: ExecutionProfile  # what every step ran under (records carry its hash)
+    # What every step ran under (records carry its hash). None: a format-1 manifest,
+    # written before manifests named the profile; it encodes as format 1 again.
+    profile: ExecutionProfile | None
 
     def encode(self) -> bytes:
+        body = (
+            {"version": RUN_VERSION_NO_PROFILE}
+            if self.profile is None
+            else {"version": RUN_VERSION, "profile": self.profile.as_document()}
+        )
         return codec.pack(
             {
-                "version": RUN_VERSION,
-                "profile": self.profile.as_document(),
+                **body,
                 "log_root": self.log_root,
                 "log_reference": self.log_reference,
                 "steps": self.steps,
@@ -263,24 +272,39 @@ class RunManifest:
 
     @classmethod
     def decode(cls, data: bytes) -> RunManifest:
-        doc = codec.unpack(
-            data,
-            what="run manifest",
-            version=RUN_VERSION,
-            keys=frozenset(
-                {
-                    "log_root",
-                    "log_reference",
-                    "steps",
-                    "checkpoints",
-                    "adapter_reference",
-                    "adapter_hash",
-                    "profile",
-                }
-            ),
-            error=StepLogError,
+        """Format 2, or format 1 (profile None); a format-2 error if it is neither."""
+        keys = frozenset(
+            {
+                "log_root",
+                "log_reference",
+                "steps",
+                "checkpoints",
+                "adapter_reference",
+                "adapter_hash",
+            }
         )
-        profile = _profile(doc)
+        profile: ExecutionProfile | None
+        try:
+            doc = codec.unpack(
+                data,
+                what="run manifest",
+                version=RUN_VERSION,
+                keys=keys | {"profile"},
+                error=StepLogError,
+            )
+            profile = doc.parsed("profile", ExecutionProfile.from_document)
+        except StepLogError as exc:
+            try:
+                doc = codec.unpack(
+                    data,
+                    what="run manifest (format 1)",
+                    version=RUN_VERSION_NO_PROFILE,
+                    keys=keys,
+                    error=StepLogError,
+                )
+            except StepLogError:
+                raise exc from None
+            profile = None
         entries = []
         for item in doc.items("checkpoints", max_len=1_000_000):
             if (
@@ -309,24 +333,6 @@ class RunManifest:
         return max(before, key=lambda c: c.step)
 
 
-def _profile(doc: Fields) -> ExecutionProfile:
-    try:
-        return ExecutionProfile.from_document(doc.raw("profile"))
-    except ValueError as exc:
-        raise doc.fail(f"profile: {exc}") from exc
-
-
-async def _put(sink: ShardSink, batch: BatchId, data: bytes) -> bytes:
-    try:
-        returned = bytes(await sink.upload_bytes(data, batch))
-    except SwarmError as exc:
-        raise StorageError(f"uploading {len(data)} bytes to Swarm failed: {exc}") from exc
-    expected = swarm_reference(data)
-    if returned != expected:
-        raise ShardReferenceMismatch(expected, returned)
-    return returned
-
-
 async def upload_run(
     sink: ShardSink,
     batch: BatchId,
@@ -344,9 +350,9 @@ async def upload_run(
     log_bytes = log.encode()
     steps = sorted(checkpoints)
     log_ref, adapter_ref, *refs = await asyncio.gather(
-        _put(sink, batch, log_bytes),
-        _put(sink, batch, adapter),
-        *(_put(sink, batch, checkpoints[s]) for s in steps),
+        put_blob(sink, batch, log_bytes),
+        put_blob(sink, batch, adapter),
+        *(put_blob(sink, batch, checkpoints[s]) for s in steps),
     )
     manifest = RunManifest(
         log_root=log.root,
@@ -361,27 +367,17 @@ async def upload_run(
         profile=current_profile() if profile is None else profile,
     )
     encoded = manifest.encode()
-    reference = await _put(sink, batch, encoded)
+    reference = await put_blob(sink, batch, encoded)
     sent = len(log_bytes) + len(adapter) + sum(len(c) for c in checkpoints.values()) + len(encoded)
     return reference, manifest, sent
-
-
-async def _get(source: ShardSource, reference: bytes, what: str, time_limit: float) -> bytes:
-    try:
-        data = await source.download_bytes(reference, time_limit=time_limit)
-    except SwarmError as exc:
-        raise StorageError(f"{what} {reference.hex()} is not retrievable: {exc}") from exc
-    if swarm_reference(data) != reference:
-        raise ShardReferenceMismatch(reference, swarm_reference(data))
-    return data
 
 
 async def fetch_run(
     source: ShardSource, reference: bytes, *, time_limit: float = 120.0
 ) -> tuple[RunManifest, StepLog]:
     """The run manifest and its step log, the log checked against the manifest's root."""
-    manifest = RunManifest.decode(await _get(source, reference, "run manifest", time_limit))
-    log = StepLog.decode(await _get(source, manifest.log_reference, "step log", time_limit))
+    manifest = RunManifest.decode(await fetch_blob(source, reference, "run manifest", time_limit))
+    log = StepLog.decode(await fetch_blob(source, manifest.log_reference, "step log", time_limit))
     if log.root != manifest.log_root or len(log) != manifest.steps:
         raise StepLogError("the step log on Swarm does not match the run manifest's root")
     return manifest, log
@@ -392,7 +388,7 @@ async def fetch_checkpoint(
 ) -> bytes:
     """One checkpoint's bytes; `CheckpointMissing` if Swarm cannot serve them."""
     try:
-        data = await _get(source, entry.reference, "checkpoint", time_limit)
+        data = await fetch_blob(source, entry.reference, "checkpoint", time_limit)
     except StorageError as exc:
         raise CheckpointMissing(f"checkpoint of step {entry.step} is missing: {exc}") from exc
     if keccak256(data) != entry.state_hash:

@@ -41,6 +41,7 @@ from trainer.engine import StepEngine
 from trainer.errors import (
     CheckpointError,
     DatasetError,
+    DeviceUnavailable,
     MalformedLogError,
     MalformedRecordError,
     ProfileMismatch,
@@ -113,8 +114,12 @@ async def _engine(
     spec = await market.job_spec(job_id)
     resolved = await resolve_job(swarm, spec)
     pinned = resolved.plan.profile
-    if current_profile().hash != pinned.hash:
-        pin_profile(pinned.threads)  # threads and determinism are all a process can change
+    try:
+        if current_profile(pinned.device).hash != pinned.hash:
+            # threads, determinism and CUDA's settings are all a process can change
+            pin_profile(pinned.threads, pinned.device)
+    except DeviceUnavailable:
+        pass  # the engine refuses with a ProfileMismatch naming the device
     return await engine_for_job(base, swarm, resolved)
 
 

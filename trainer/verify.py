@@ -121,6 +121,8 @@ def profile_break(engine: StepEngine, manifest: RunManifest, record: StepRecord)
     if record.profile == engine.profile_hash:
         return None
     pinned = engine.plan.profile
+    if manifest.profile is None:  # a format-1 manifest does not say which profile it was
+        return "the record names another execution profile than the job pins"
     if record.profile == manifest.profile.hash:
         fields = "; ".join(pinned.differences(manifest.profile, here="in the log"))
         return f"the step ran under another execution profile than the job pins ({fields})"

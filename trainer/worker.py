@@ -37,6 +37,7 @@ from torch import nn
 from chain.errors import ChainError
 from chain.market import MarketClient
 from chain.records import JobSpec, JobStatus, SwarmRef, TrainingJob, Wei
+from chain.units import format_ether
 from swarm_vectordb.bee import BatchId, BeeClient
 from trainer.control import Dishonesty, Stopped, WorkerControl
 from trainer.disputes import DisputeDefence
@@ -79,6 +80,7 @@ class WorkerSettings:
     poll_s: float = 2.0  # seconds between passes over the market
     swarm_time_limit: float = 120.0  # for each fetch from Swarm
     dishonesty: Dishonesty | None = None  # tests only
+    device: str = "cpu"  # "cuda": pinned by the caller first (`pin_profile(threads, "cuda")`)
 
 
 @dataclass
@@ -114,7 +116,7 @@ class Worker:
         self.approve = approve
         self.say = say or (lambda text: logger.info("%s", text))
         self.model_hash = base_model_hash(settings.model_path)
-        self.profile = current_profile()
+        self.profile = current_profile(settings.device)
         self.skipped: dict[int, list[str]] = {}
         self.defence = DisputeDefence(
             market,
@@ -145,10 +147,11 @@ class Worker:
         if free >= need:
             return True
         missing = Wei(need - free)
-        if self.approve is not None and not await self.approve(f"stake {missing} wei to claim"):
+        action = f"stake {format_ether(missing)} to claim"
+        if self.approve is not None and not await self.approve(action):
             return False
         await self.market.stake(missing)
-        self.say(f"staked {missing} wei")
+        self.say(f"staked {format_ether(missing)}")
         return True
 
     async def candidates(self) -> list[tuple[TrainingJob, JobSpec]]:
@@ -254,7 +257,7 @@ class Worker:
         owed = await self.market.pending_withdrawal(self.me)
         if owed:
             await self.market.withdraw()
-            self.say(f"withdrew {owed} wei")
+            self.say(f"withdrew {format_ether(owed)}")
 
     async def _take_one(self, outcomes: dict[int, JobOutcome]) -> None:
         """Train the first runnable job, if this process may take more."""

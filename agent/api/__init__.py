@@ -13,7 +13,7 @@
 | `fields`        | reading a JSON body; typed field getters whose 400s name the field |
 | `sse`           | server-sent events                                                |
 | `state`         | what handlers share: backend, settings, gates                     |
-| `discovery`     | `<home>/api-token` and `<home>/node.json` (standard library only)  |
+| `discovery`     | `<home>/api-token`, `node.json`, the running node's `node.lock`   |
 | `client`        | `NodeClient`: the CLI's thin client (standard library only)       |
 | `errors`        | `ApiError` and the OpenAI-shaped error body                       |
 

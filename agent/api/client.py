@@ -125,15 +125,23 @@ class NodeClient:
         """(event, data) pairs: `token`, `tool_call`, `tool_result`, `notice`, then `report`.
 
         Closing the iterator early closes the connection, which stops the node's turn.
+        A stream that ends before its `report` (the node stopped or crashed) raises
+        `NodeApiError`: a cut answer never passes for a whole one.
         """
         body = _ask_body(question, network, model, stream=True, history=history)
         connection, response = self._send("POST", "/api/ask", body, ASK_TIMEOUT_S)
         try:
             if response.status != 200:
                 raise _error(response)
-            yield from _events(response)
+            last = ""
+            for last, data in _events(response):
+                yield last, data
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._lost("in the middle of its answer", exc, ASK_TIMEOUT_S) from None
         finally:
             connection.close()
+        if last != "report":  # the connection closed cleanly, but mid-stream
+            raise self._lost("in the middle of its answer")
 
     # ------------------------------------------------------------ plumbing
 
@@ -148,10 +156,14 @@ class NodeClient:
             headers["Content-Type"] = "application/json"
         try:
             connection.request(method, path, body=data, headers=headers)
-            return connection, connection.getresponse()
         except OSError as exc:
             connection.close()
             raise NodeApiError(f"cannot reach the node at {self.url}: {exc}") from None
+        try:
+            return connection, connection.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
+            raise self._lost("before answering", exc, timeout) from None
 
     def _json(
         self, method: str, path: str, body: dict[str, Any] | None, timeout: float
@@ -161,13 +173,23 @@ class NodeClient:
             if response.status != 200:
                 raise _error(response)
             value = json.loads(response.read())
-        except (OSError, ValueError) as exc:
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._lost("in the middle of its answer", exc, timeout) from None
+        except ValueError as exc:
             raise NodeApiError(f"bad answer from the node at {self.url}: {exc}") from None
         finally:
             connection.close()
         if not isinstance(value, dict):
             raise NodeApiError(f"bad answer from the node at {self.url}: not an object")
         return value
+
+    def _lost(self, when: str, exc: Exception | None = None, timeout: float = 0.0) -> NodeApiError:
+        """The error for a node that stopped talking after taking the request: it timed
+        out, or it closed the connection (it stopped or crashed)."""
+        if isinstance(exc, TimeoutError):
+            return NodeApiError(f"the node at {self.url} did not answer within {timeout:g} s")
+        log.debug("the connection to %s ended %s: %r", self.url, when, exc)
+        return NodeApiError(f"the node at {self.url} went away {when}: did it stop?")
 
 
 def _ask_body(

@@ -5,6 +5,13 @@ Both live in the node home and are private to its owner::
     <home>/api-token    the bearer token, created once (O_EXCL, mode 0600), then reused
     <home>/node.json    {"url", "pid", "started", "version"}, written atomically (0600)
                         once the API listens, removed when it closes
+    <home>/node.lock    held (flock) by the running node for its whole life; it holds
+                        the node's pid, for messages only
+
+`node.json` only tells clients where to go; whether a node runs is the lock's to say.
+The kernel drops a flock when its process dies, however it dies (`kill -9`
+included), so a crashed node leaves no stale lock, and a recycled pid or a node
+too busy to answer cannot fool the check the way a pid or a ping could.
 
 A token file that others can read (or that is not a regular file owned by this
 user) is refused rather than used or repaired: it may already have leaked.
@@ -15,6 +22,7 @@ to start anything heavy.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -28,6 +36,7 @@ from swarm_vectordb.bee.durable import atomic_write
 
 TOKEN_FILE_NAME = "api-token"
 NODE_FILE_NAME = "node.json"
+LOCK_FILE_NAME = "node.lock"
 MIN_TOKEN_CHARS = 16
 MAX_TOKEN_CHARS = 512
 
@@ -117,6 +126,54 @@ def remove_node_file(home: Path, address: NodeAddress) -> None:
     """Remove `node.json` if it still describes `address` (not a newer node's)."""
     if read_node_file(home) == address:
         node_file_path(home).unlink(missing_ok=True)
+
+
+class NodeLock:
+    """The running node's claim on its home: an exclusive flock on `<home>/node.lock`.
+
+    `acquire` returns None when another process holds it. The lock lives as long as
+    the open file: `release` (idempotent) or the process's end, crash included.
+    """
+
+    def __init__(self, path: Path, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, home: Path) -> NodeLock | None:
+        path = home / LOCK_FILE_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return cls(path, fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the last descriptor drops the flock
+
+    def __enter__(self) -> NodeLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_holder(home: Path) -> int | None:
+    """The pid written in `<home>/node.lock` (for messages; the lock itself decides)."""
+    try:
+        text = (home / LOCK_FILE_NAME).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() else None
 
 
 def pid_alive(pid: int) -> bool:

@@ -21,7 +21,16 @@ BODY_TIMEOUT_S = 30.0
 
 
 async def read_object(request: web.Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object (413 over `limit` bytes, 400 when not JSON)."""
+    """The request body as a JSON object (413 over `limit` bytes, 400 when not JSON, 415
+    when the client declares another type: a form post is a mistake, not JSON)."""
+    declared = request.headers.get("Content-Type")
+    if declared is not None and not _is_json(request.content_type):
+        raise HttpError(
+            415,
+            f"the body must be JSON (Content-Type: application/json), not {declared[:80]!r}",
+            code="unsupported_media_type",
+            param="Content-Type",
+        )
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
     try:
@@ -38,6 +47,12 @@ async def read_object(request: web.Request, limit: int) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise HttpError(400, "the body must be a JSON object", code="invalid_json")
     return value
+
+
+def _is_json(mime: str) -> bool:
+    return mime == "application/json" or (
+        mime.startswith("application/") and mime.endswith("+json")
+    )
 
 
 def _reject_constant(name: str) -> Any:

@@ -11,6 +11,11 @@
   text is the peer's: untrusted);
 - `GET /api/status`: model, adapters, embedder, index size, uptime, queue;
 - `GET /openapi.json` and `GET /.well-known/agent-card.json`, served without a token.
+
+Every field is checked before anything runs; a bad one is a 400 naming it (`param`),
+and so is a field the route does not know (a misspelt `fan_out` would otherwise be
+ignored in silence). Peer addresses follow `swarm_vectordb.asks.parse_address`:
+mixed case must be a valid EIP-55 checksum.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from agent.api.state import STATE, ApiState
 from agent.errors import NoosphereError
 from agent.llm import ChatMessage
 from agent.loop import TurnEvent
+from swarm_vectordb.asks import PeerAskError, parse_address
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,14 @@ MAX_PATHS = 256
 MAX_NAME_CHARS = 256
 MAX_HISTORY = 200
 MAX_PEER_QUESTION_CHARS = 8192  # what an Ask may carry (swarm_vectordb.asks.MAX_ASK_CHARS)
+MAX_FAN_OUT = 10_000
+MAX_DEADLINE_S = 600.0
 EVENT_QUEUE_DEPTH = 1024
+
+SEARCH_FIELDS = frozenset({"query", "k", "network", "fan_out", "deadline_s"})
+INGEST_FIELDS = frozenset({"paths", "name", "text"})
+ASK_FIELDS = frozenset({"question", "history", "network", "model", "stream"})
+PEER_ASK_FIELDS = frozenset({"address", "question"})
 
 
 def add_routes(app: web.Application) -> None:
@@ -58,12 +71,12 @@ def add_routes(app: web.Application) -> None:
 
 async def search(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    body = await fields.read_object(request, state.settings.max_body_bytes)
+    body = _known(await fields.read_object(request, state.settings.max_body_bytes), SEARCH_FIELDS)
     query = fields.req_str(body, "query", max_chars=MAX_QUERY_CHARS)
     k = fields.opt_int(body, "k", minimum=1, maximum=MAX_K) or 10
     network = fields.opt_bool(body, "network")
-    fan_out = fields.opt_int(body, "fan_out", minimum=0, maximum=10_000)
-    deadline_s = fields.opt_float(body, "deadline_s", minimum=0.1, maximum=600)
+    fan_out = fields.opt_int(body, "fan_out", minimum=0, maximum=MAX_FAN_OUT)  # 0: every peer
+    deadline_s = fields.opt_float(body, "deadline_s", minimum=0.1, maximum=MAX_DEADLINE_S)
     async with state.embed_gate.hold():
         report = await state.backend.search(
             query, k=k, network=network, fan_out=fan_out, deadline_s=deadline_s
@@ -73,7 +86,7 @@ async def search(request: web.Request) -> web.Response:
 
 async def ingest(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    body = await fields.read_object(request, state.settings.max_body_bytes)
+    body = _known(await fields.read_object(request, state.settings.max_body_bytes), INGEST_FIELDS)
     raw_paths = fields.opt_list(body, "paths", max_items=MAX_PATHS)
     if raw_paths is not None:
         if "text" in body:
@@ -87,6 +100,16 @@ async def ingest(request: web.Request) -> web.Response:
     async with state.embed_gate.hold():
         report = await state.backend.ingest_text(name, text)
     return web.json_response(report)
+
+
+def _known(body: dict[str, Any], names: frozenset[str]) -> dict[str, Any]:
+    """`body`, if it holds no field but `names`; else a 400 naming the first stranger."""
+    for name in body:
+        if name not in names:
+            expected = ", ".join(sorted(names))
+            raise bad_request(f"unknown field {name[:64]!r} (expected: {expected})", name[:64],
+                              "unknown_field")  # fmt: skip
+    return body
 
 
 def _existing_paths(raw: list[Any]) -> list[Path]:
@@ -107,7 +130,7 @@ def _existing_paths(raw: list[Any]) -> list[Path]:
 
 async def ask(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE]
-    body = await fields.read_object(request, state.settings.max_body_bytes)
+    body = _known(await fields.read_object(request, state.settings.max_body_bytes), ASK_FIELDS)
     question = fields.req_str(body, "question", max_chars=MAX_QUESTION_CHARS)
     history = _history(fields.opt_list(body, "history", max_items=MAX_HISTORY) or [])
     network = fields.opt_bool(body, "network")
@@ -136,10 +159,14 @@ def _history(raw: list[Any]) -> list[ChatMessage]:
         if not isinstance(item, dict) or set(item) != {"role", "content"}:
             raise bad_request("each history item is {role, content}", f"history[{i}]")
         role, content = item["role"], item["content"]
-        if role not in ("user", "assistant"):
+        if role not in ("user", "assistant"):  # a system prompt is the node's, not a client's
             raise bad_request("role must be user or assistant", f"history[{i}].role")
-        if not isinstance(content, str) or len(content) > MAX_QUESTION_CHARS:
-            raise bad_request("content must be a string", f"history[{i}].content")
+        if not isinstance(content, str):
+            raise bad_request("content must be a string", f"history[{i}].content", "invalid_type")
+        if len(content) > MAX_QUESTION_CHARS:
+            raise bad_request(
+                f"content is longer than {MAX_QUESTION_CHARS} characters", f"history[{i}].content"
+            )
         messages.append(ChatMessage(role, content))
     return messages
 
@@ -147,16 +174,13 @@ def _history(raw: list[Any]) -> list[ChatMessage]:
 async def peer_ask(request: web.Request) -> web.Response:
     state = request.app[STATE]
     body = await fields.read_object(request, state.settings.max_body_bytes)
+    body = _known(body, PEER_ASK_FIELDS)
     raw = fields.req_str(body, "address", max_chars=64)
     question = fields.req_str(body, "question", max_chars=MAX_PEER_QUESTION_CHARS)
-    if not question.strip():
-        raise bad_request("the question is empty", "question")
     try:
-        address = bytes.fromhex(raw[2:]) if raw[:2].lower() == "0x" else b""
-    except ValueError:
-        address = b""
-    if len(address) != 20:
-        raise bad_request("address is 0x and 40 hex digits", "address")
+        address = parse_address(raw)
+    except PeerAskError as exc:
+        raise bad_request(str(exc), "address") from None
     reply = await state.backend.ask_peer(address, question)
     return web.json_response(
         {

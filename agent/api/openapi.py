@@ -88,7 +88,12 @@ SEARCH = _obj(
         "query": {"type": "string"},
         "k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
         "network": {"type": "boolean", "description": "also ask peers over Swarm"},
-        "fan_out": {"type": "integer", "minimum": 0, "description": "peers to ask; 0: all"},
+        "fan_out": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 10_000,
+            "description": "peers to ask; 0: all",
+        },
         "deadline_s": {"type": "number", "minimum": 0.1, "maximum": 600},
     },
     ("query",),
@@ -127,7 +132,11 @@ ASK = _obj(
 
 PEER_ASK = _obj(
     {
-        "address": {"type": "string", "pattern": "^0x[0-9a-fA-F]{40}$"},
+        "address": {
+            "type": "string",
+            "pattern": "^(0x)?[0-9a-fA-F]{40}$",
+            "description": "the peer's address; in mixed case, a valid EIP-55 checksum",
+        },
         "question": {"type": "string", "maxLength": 8192},
     },
     ("address", "question"),

@@ -119,6 +119,8 @@ async def _dev(state: CliState, host: str, port: int, fund: list[str], out: Path
         await anvil.aclose()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+    if stop.is_set():
+        click.echo(f"stopped: anvil at {anvil.url} (its chain lived in memory)", err=True)
 
 
 # ---------------------------------------------------------------- stake

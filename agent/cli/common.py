@@ -34,6 +34,7 @@ from agent.owner import discard_typeahead, take_env_password
 if TYPE_CHECKING:
     from agent.api.client import NodeClient
     from agent.node import Node
+    from agent.runtime.components import SwarmAccess
     from chain.client import ChainClient
     from chain.records import SwarmRef, Wei
 
@@ -220,14 +221,41 @@ def with_client(
     signer: bool,
 ) -> T:
     """`with_node` for work that needs only the chain client (a reader unless `signer`)."""
-    from agent.node import chain_url
-
-    chain_url(state.config)  # before any password prompt
 
     async def on_node(node: Node) -> T:
         return await work(await node.chain(signer=signer))
 
-    return with_node(state, deployment_file, on_node, signer=signer)
+    return with_chain_node(state, deployment_file, on_node, signer=signer)
+
+
+def with_client_and_swarm(
+    state: CliState,
+    deployment_file: Path | None,
+    work: Callable[[ChainClient, SwarmAccess], Awaitable[T]],
+    *,
+    signer: bool,
+) -> T:
+    """`with_client` for work that also reads or writes Swarm: both from the one node."""
+
+    async def on_node(node: Node) -> T:
+        return await work(await node.chain(signer=signer), await node.swarm())
+
+    return with_chain_node(state, deployment_file, on_node, signer=signer)
+
+
+def with_chain_node(
+    state: CliState,
+    deployment_file: Path | None,
+    work: Callable[[Node], Awaitable[T]],
+    *,
+    signer: bool,
+) -> T:
+    """`with_node` for work on the chain: a missing chain URL is said before any
+    password prompt."""
+    from agent.runtime.components import chain_url
+
+    chain_url(state.config)
+    return with_node(state, deployment_file, work, signer=signer)
 
 
 def emit(value: Any, as_json: bool, lines: Callable[[], list[str]]) -> None:
@@ -272,3 +300,12 @@ def model_path(state: CliState) -> Path:
 
     cfg = state.config
     return resolve_model(cfg.model, cfg.models_dir(state.home.root)).path
+
+
+def exit_without_collecting() -> None:
+    """For a command that is done and about to exit: skip the interpreter's last garbage
+    collection over the hundreds of thousands of objects torch and the models loaded
+    (seconds on a busy machine, between the last line printed and the exit)."""
+    import gc
+
+    gc.freeze()

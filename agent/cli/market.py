@@ -10,6 +10,7 @@ execution profile, the dataset manifest) and uploads it to Swarm first.
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ import click
 from agent.cli.common import (
     CliState,
     TrainCommandError,
+    confirm,
     deployment_option,
     emit,
     handled,
@@ -27,11 +29,14 @@ from agent.cli.common import (
     parse_ref,
     record_dict,
     send_transaction,
+    with_chain_node,
     with_client,
     yes_option,
 )
 
 if TYPE_CHECKING:
+    from agent.node import Node
+    from agent.runtime.components import SwarmAccess
     from chain.client import ChainClient
 
 
@@ -56,7 +61,7 @@ _VERDICTS = {"correct": 1, "wrong": 2, "unavailable": 3}  # chain.records.Verdic
 @click.option("--rank", type=click.IntRange(1, 256), default=8, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--seq-len", type=click.IntRange(2), default=128, show_default=True)
-@click.option("--checkpoint-every", type=click.IntRange(1), default=4, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(1), default=2, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
 @click.option("--steps", type=click.IntRange(1, 2**32 - 1), required=True)
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
@@ -91,13 +96,15 @@ def job_post(
     """Post a training job on DAO's current dataset root; prints the job id."""
     from chain.records import JobSpec, SwarmRef
 
-    async def work(client: ChainClient) -> None:
+    async def work(node: Node) -> None:
+        client = await node.chain()
         handle = client.dao(dao)
         hyper_ref = parse_ref(hyperparams) if hyperparams else None
         if hyper_ref is None:
             knobs = {"rank": rank, "learning_rate": lr, "batch_size": batch_size}
             knobs |= {"seq_len": seq_len, "checkpoint_every": checkpoint_every}
-            hyper_ref = SwarmRef(await post_document(state, client, dao, manifest, knobs, threads))
+            swarm = await node.swarm()
+            hyper_ref = SwarmRef(await post_document(client, swarm, dao, manifest, knobs, threads))
         block = await client.tx.rpc(client.tx.w3.eth.get_block("latest"))
         spec = JobSpec(
             dao=handle.address,
@@ -114,8 +121,12 @@ def job_post(
 
     model_ref = parse_ref(base_model) if base_model else node_model_hash(state)
     wei = parse_ether(reward)
-    action = f"post a job paying {reward} ETH"
-    handled(lambda: send_transaction(state, deployment_file, assume_yes, action, work))()
+
+    def post() -> None:
+        confirm(assume_yes, f"post a job paying {reward} ETH")
+        with_chain_node(state, deployment_file, work, signer=True)
+
+    handled(post)()
 
 
 @job.command("list")
@@ -148,6 +159,20 @@ def job_list(
     handled(show)()
 
 
+_ETHER_FIELDS = frozenset({"reward", "bond"})
+
+
+def _shown(key: str, value: Any) -> str:
+    """A job field for people: enums by name, amounts in ether (the JSON keeps raw values)."""
+    from chain.units import format_ether
+
+    if isinstance(value, enum.Enum):
+        return value.name
+    if key in _ETHER_FIELDS and isinstance(value, int):
+        return format_ether(value)
+    return str(value)
+
+
 @job.command("show")
 @click.argument("job_id", type=click.IntRange(1))
 @json_option
@@ -174,9 +199,9 @@ def job_show(state: CliState, job_id: int, as_json: bool, deployment_file: Path 
             info,
             as_json,
             lambda: (
-                [f"{key:<16} {value}" for key, value in info.items() if key not in _NESTED]
-                + [f"spec.{key:<11} {value}" for key, value in info["spec"].items()]
-                + [f"dispute.{key:<8} {value}" for key, value in (info["dispute"] or {}).items()]
+                [f"{key:<16} {_shown(key, v)}" for key, v in info.items() if key not in _NESTED]
+                + [f"spec.{key:<11} {_shown(key, v)}" for key, v in info["spec"].items()]
+                + [f"dispute.{k:<8} {_shown(k, v)}" for k, v in (info["dispute"] or {}).items()]
             ),
         )
 
@@ -250,8 +275,8 @@ def job_resolve(
 
 
 async def post_document(
-    state: CliState,
     client: ChainClient,
+    swarm: SwarmAccess,
     dao: str,
     manifest: str | None,
     hyperparams: dict[str, float | int],
@@ -263,7 +288,7 @@ async def post_document(
     current root (`dataset create ROOT MANIFEST_REF`); either way its Merkle root
     must be the DAO's current root.
     """
-    from agent.node import Node
+    from trainer.dataset import fetch_manifest
     from trainer.errors import TrainerError
     from trainer.jobspec import JobDocument, upload_job_document
     from trainer.profile import pin_profile
@@ -284,20 +309,15 @@ async def post_document(
         hp = Hyperparams(rank=rank, alpha=2.0 * rank, **hyperparams)  # type: ignore[arg-type]
     except ValueError as exc:
         raise TrainCommandError(f"hyperparameters: {exc}") from None
-    cfg = state.config
     try:
-        async with await Node.open(cfg, state.home) as node:
-            swarm = await node.swarm()
-            from trainer.dataset import fetch_manifest
-
-            found = await fetch_manifest(swarm.bee, manifest_ref)
-            if found.root != root:
-                raise TrainCommandError(
-                    f"manifest {manifest_ref.hex()} has root {found.root.hex()}, "
-                    f"not the DAO's current root {root.hex()}"
-                )
-            document = JobDocument(hp, pin_profile(threads), manifest_ref, root)
-            return await upload_job_document(swarm.bee, swarm.batch, document)
+        found = await fetch_manifest(swarm.bee, manifest_ref)
+        if found.root != root:
+            raise TrainCommandError(
+                f"manifest {manifest_ref.hex()} has root {found.root.hex()}, "
+                f"not the DAO's current root {root.hex()}"
+            )
+        document = JobDocument(hp, pin_profile(threads), manifest_ref, root)
+        return await upload_job_document(swarm.bee, swarm.batch, document)
     except TrainerError as exc:
         raise TrainCommandError(f"dataset manifest {manifest_ref.hex()}: {exc}") from None
 

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from agent.cli.common import CliState, deployment_option, handle_errors, read_password, run
+from agent.cli.common import (
+    CliState,
+    deployment_option,
+    exit_without_collecting,
+    handle_errors,
+    read_password,
+    run,
+)
 from agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from agent.api.discovery import NodeLock
 
 
 def _options(fn: click.decorators.FC) -> click.decorators.FC:
@@ -100,14 +112,11 @@ def _run_node(
     import signal
     import sys
 
-    from agent.api.client import NodeClient
     from agent.daemon import DaemonSettings, NodeReady, SideTask, run_node, training_worker
     from agent.identity import load_identity
     from agent.node import Node
 
-    running = NodeClient.discover(state.home.root)
-    if running is not None:
-        raise ConfigError("node", f"a node already runs for {state.home.root} at {running.url}")
+    lock = _claim_home(state.home.root)
     cfg = state.config
     if training is not None and not cfg.network.eth_rpc_url:
         raise ConfigError("network.eth_rpc_url", "--train needs a chain: set its JSON-RPC URL")
@@ -169,9 +178,31 @@ def _run_node(
         if stats is not None:
             dropped = ", ".join(f"{k} {v}" for k, v in sorted(stats.dropped.items())) or "none"
             click.echo(
-                f"stopped: served {stats.served} query(ies), {stats.asks_answered} ask(s); "
-                f"dropped: {dropped}",
+                f"stopped: served {stats.served} query(ies), {stats.asks_answered} ask(s) "
+                f"({stats.asks_refused} told to retry later); dropped: {dropped}",
                 err=True,
             )
 
-    run(go())
+    with lock or contextlib.nullcontext():
+        run(go())
+    exit_without_collecting()
+
+
+def _claim_home(home: Path) -> NodeLock | None:
+    """This process's lock on `home` (None when there is no home yet: the key is missing
+    and loading it says so); a `ConfigError` when another node holds it, even one that
+    is stopped or too busy to answer."""
+    from agent.api.discovery import NodeLock, lock_holder, read_node_file
+
+    if not home.is_dir():
+        return None
+    try:
+        lock = NodeLock.acquire(home)
+    except OSError as exc:
+        raise ConfigError("node", f"cannot lock {home}/node.lock: {exc.strerror}") from None
+    if lock is None:
+        pid, address = lock_holder(home), read_node_file(home)
+        where = f" at {address.url}" if address is not None and address.pid == pid else ""
+        held = f" (pid {pid})" if pid is not None else ""
+        raise ConfigError("node", f"a node already runs for {home}{where}{held}")
+    return lock

@@ -56,6 +56,7 @@ async def _serve(host: str, port: int, data_dir: Path | None) -> None:
             await stop.wait()
         finally:
             await node.aclose()
+        click.echo(f"stopped: the dev node at {node.url}", err=True)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

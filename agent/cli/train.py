@@ -26,16 +26,18 @@ from agent.cli.common import (
     CliState,
     TrainCommandError,
     confirm,
+    exit_without_collecting,
     handle_errors,
     model_path,
     parse_ether,
-    with_client,
+    with_client_and_swarm,
 )
 from agent.errors import NoosphereError
 
 if TYPE_CHECKING:
     from torch import nn
 
+    from agent.runtime.components import SwarmAccess
     from chain.client import ChainClient
 
 _WORKER_PLAN = """\
@@ -43,7 +45,8 @@ _WORKER_PLAN = """\
   - it stakes (after asking) what claiming a job locks on the TrainingMarket;
   - it claims only posted jobs whose base model is this node's GGUF, whose
     execution profile matches this process and whose memory estimate fits;
-  - it trains them (CPU), saving its state after every step under the node home,
+  - it trains them (on the CPU, or the GPU with --device cuda), saving its state
+    after every step under the node home,
     uploads the step log, checkpoints and adapter to Swarm and submits the log root;
   - after the challenge window it finalizes the job and withdraws the reward.
 A wrong step loses the stake. Pass --opt-in to start."""
@@ -72,6 +75,7 @@ async def _base(path: Path) -> nn.Module:
 @click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask before challenging.")
 @click.option("--deployment", "deployment_file", type=click.Path(path_type=Path))
 @click.pass_obj
+@handle_errors
 def verify(
     state: CliState,
     job_id: int,
@@ -82,43 +86,27 @@ def verify(
     deployment_file: Path | None,
 ) -> None:
     """Replay SAMPLES random steps of JOB_ID's submitted log; challenge the first wrong one."""
-
-    handle_errors(_verify)(state, job_id, samples, challenge, bond, assume_yes, deployment_file)
-
-
-def _verify(
-    state: CliState,
-    job_id: int,
-    samples: int,
-    challenge: bool,
-    bond: str | None,
-    assume_yes: bool,
-    deployment_file: Path | None,
-) -> None:
-    from agent.node import Node
     from chain.records import JobId, Wei
+    from chain.units import format_ether
     from trainer.errors import MalformedLogError, ProfileMismatch, TrainerError
     from trainer.validator import verify_job
 
     wei = parse_ether(bond) if bond else None
     model = model_path(state)
-    cfg = state.config
 
-    async def work(client: ChainClient) -> int:
+    async def work(client: ChainClient, swarm: SwarmAccess) -> int:
         base = await _base(model)
-        async with await Node.open(cfg, state.home) as node:
-            swarm = await node.swarm()
-            try:
-                run, verdict = await verify_job(
-                    client.market, swarm.bee, base, JobId(job_id), samples=samples
-                )
-            except ProfileMismatch as exc:
-                raise ProfileRefusal(f"refusing to judge job {job_id}: {exc}") from None
-            except MalformedLogError as exc:  # not replayable, but disputable
-                click.echo(f"job {job_id}: {exc}")
-                run, verdict = None, exc.verdict
-            except TrainerError as exc:
-                raise TrainCommandError(f"job {job_id}: {exc}") from None
+        try:
+            run, verdict = await verify_job(
+                client.market, swarm.bee, base, JobId(job_id), samples=samples
+            )
+        except ProfileMismatch as exc:
+            raise ProfileRefusal(f"refusing to judge job {job_id}: {exc}") from None
+        except MalformedLogError as exc:  # not replayable, but disputable
+            click.echo(f"job {job_id}: {exc}")
+            run, verdict = None, exc.verdict
+        except TrainerError as exc:
+            raise TrainCommandError(f"job {job_id}: {exc}") from None
         for result in verdict.replays:
             if result.mismatch is None:
                 click.echo(
@@ -138,7 +126,8 @@ def _verify(
         if not challenge or args is None:
             return 1
         amount = wei if wei is not None else (await client.market.params()).min_challenge_bond
-        confirm(assume_yes, f"challenge step {args.step} of job {job_id} with {amount} wei")
+        bond = format_ether(amount)
+        confirm(assume_yes, f"challenge step {args.step} of job {job_id} with {bond}")
         await client.market.challenge(
             JobId(job_id),
             args.step,
@@ -151,7 +140,7 @@ def _verify(
         click.echo(f"challenged step {args.step} of job {job_id}")
         return 1
 
-    code = with_client(state, deployment_file, work, signer=challenge)
+    code = with_client_and_swarm(state, deployment_file, work, signer=challenge)
     if code:
         sys.exit(code)
 
@@ -174,6 +163,7 @@ def train() -> None:
 @click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask before staking.")
 @click.option("--deployment", "deployment_file", type=click.Path(path_type=Path))
 @click.pass_obj
+@handle_errors
 def train_worker(
     state: CliState,
     opt_in: bool,
@@ -186,47 +176,30 @@ def train_worker(
     deployment_file: Path | None,
 ) -> None:
     """Claim, train and submit jobs this node can run; SIGUSR1 pauses/resumes, SIGTERM stops."""
-
     if not opt_in:
         click.echo(_WORKER_PLAN, err=True)
         sys.exit(2)
-    handle_errors(_worker)(
-        state, max_jobs, threads, max_memory, device, poll, assume_yes, deployment_file
-    )
-
-
-def _worker(
-    state: CliState,
-    max_jobs: int,
-    threads: int,
-    max_memory: float | None,
-    device: str,
-    poll: float,
-    assume_yes: bool,
-    deployment_file: Path | None,
-) -> None:
-    from agent.node import Node
-    from trainer.errors import TrainerError
+    from trainer.errors import DeviceUnavailable, TrainerError
     from trainer.profile import pin_profile
     from trainer.worker import Dishonesty, Worker, WorkerControl, WorkerSettings
 
     if device == "cuda":
-        raise TrainCommandError(
-            "CUDA training is not available: the step engine runs the pinned CPU profile only"
-        )
+        try:  # first: cuBLAS's workspace setting must be in place before CUDA initialises
+            pin_profile(threads, "cuda")
+        except DeviceUnavailable as exc:
+            raise TrainCommandError(f"--device cuda: {exc}") from None
     try:
         dishonesty = Dishonesty.from_env()
     except TrainerError as exc:
         raise TrainCommandError(str(exc)) from None
     model = model_path(state)
-    cfg = state.config
     control = WorkerControl()
 
     async def approve(action: str) -> bool:
         confirm(assume_yes, action)
         return True
 
-    async def work(client: ChainClient) -> None:
+    async def work(client: ChainClient, swarm: SwarmAccess) -> None:
         loop = asyncio.get_running_loop()
 
         def pause() -> None:
@@ -236,8 +209,10 @@ def _worker(
         loop.add_signal_handler(signal.SIGUSR1, pause)
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, control.stop)
-        profile = pin_profile(threads)
+        profile = pin_profile(threads, device)
         click.echo(f"worker {client.tx.address}: profile {profile.hash.hex()[:16]}..., {model}")
+        if device == "cuda":
+            click.echo(f"profile: {profile.describe()}")
         base = await _base(model)
         settings = WorkerSettings(
             model_path=model,
@@ -246,27 +221,30 @@ def _worker(
             max_memory=int(max_memory * 2**30) if max_memory else None,
             poll_s=poll,
             dishonesty=dishonesty,
+            device=device,
         )
-        async with await Node.open(cfg, state.home) as node:
-            swarm = await node.swarm()
-            worker = Worker(
-                client.market,
-                swarm.bee,
-                swarm.batch,
-                base,
-                settings,
-                control=control,
-                approve=approve,
-                say=click.echo,
-            )
-            try:
-                outcomes = await worker.run()
-            except TrainerError as exc:
-                raise TrainCommandError(str(exc)) from None
+        worker = Worker(
+            client.market,
+            swarm.bee,
+            swarm.batch,
+            base,
+            settings,
+            control=control,
+            approve=approve,
+            say=click.echo,
+        )
+        click.echo("waiting for jobs (SIGUSR1 pauses; SIGINT or SIGTERM stops)")
+        try:
+            outcomes = await worker.run()
+        except TrainerError as exc:
+            raise TrainCommandError(str(exc)) from None
         for outcome in outcomes:
             click.echo(f"job {outcome.job_id}: {', '.join(outcome.notes) or 'submitted'}")
+        if control.stopping:
+            click.echo("stopped: the training worker", err=True)
 
-    with_client(state, deployment_file, work, signer=True)
+    with_client_and_swarm(state, deployment_file, work, signer=True)
+    exit_without_collecting()
 
 
 @train.command("validator")
@@ -276,6 +254,7 @@ def _worker(
 @click.option("--yes", "-y", "assume_yes", is_flag=True, help="Do not ask before staking.")
 @click.option("--deployment", "deployment_file", type=click.Path(path_type=Path))
 @click.pass_obj
+@handle_errors
 def train_validator(
     state: CliState,
     stake_eth: str | None,
@@ -285,48 +264,37 @@ def train_validator(
     deployment_file: Path | None,
 ) -> None:
     """Register and stake as a validator; draw, judge and vote on disputes you sit on."""
-
-    handle_errors(_validator)(state, stake_eth, once, poll, assume_yes, deployment_file)
-
-
-def _validator(
-    state: CliState,
-    stake_eth: str | None,
-    once: bool,
-    poll: float,
-    assume_yes: bool,
-    deployment_file: Path | None,
-) -> None:
-    from agent.node import Node
     from trainer.validator import Validator
 
     wei = parse_ether(stake_eth) if stake_eth else None
     model = model_path(state)
-    cfg = state.config
     stopping = asyncio.Event()
 
-    async def work(client: ChainClient) -> None:
+    async def work(client: ChainClient, swarm: SwarmAccess) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         amount = wei if wei is not None else (await client.market.params()).min_validator_stake
         if client.tx.address not in await client.market.validators():
             confirm(assume_yes, f"stake {amount} wei and register as a validator")
-        async with await Node.open(cfg, state.home) as node:
-            swarm = await node.swarm()
-            validator = Validator(client.market, swarm.bee, None, say=click.echo)
-            await validator.ensure_registered(amount)
-            if once and not await validator.disputes_to_judge():
-                return
-            validator.base = await _base(model)
-            while not stopping.is_set():
-                await validator.watch_once()
-                if once:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stopping.wait(), poll)
+        validator = Validator(client.market, swarm.bee, None, say=click.echo)
+        await validator.ensure_registered(amount)
+        if once and not await validator.disputes_to_judge():
+            return
+        validator.base = await _base(model)
+        if not once:
+            click.echo(f"validator {client.tx.address}: watching disputes every {poll:g} s")
+        while not stopping.is_set():
+            await validator.watch_once()
+            if once:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), poll)
+        if stopping.is_set():
+            click.echo("stopped: the validator", err=True)
 
-    with_client(state, deployment_file, work, signer=True)
+    with_client_and_swarm(state, deployment_file, work, signer=True)
+    exit_without_collecting()
 
 
 # ---------------------------------------------------------------- adapter
@@ -341,31 +309,23 @@ def adapter() -> None:
 @click.argument("job_id", type=click.IntRange(1))
 @click.option("--deployment", "deployment_file", type=click.Path(path_type=Path))
 @click.pass_obj
+@handle_errors
 def adapter_fetch(state: CliState, job_id: int, deployment_file: Path | None) -> None:
     """Download JOB_ID's adapter, check its committed hash, store it in the node home."""
-
-    handle_errors(_adapter_fetch)(state, job_id, deployment_file)
-
-
-def _adapter_fetch(state: CliState, job_id: int, deployment_file: Path | None) -> None:
-    from agent.node import Node
     from chain.records import JobId
     from trainer.errors import TrainerError
     from trainer.validator import fetch_job_adapter
 
-    cfg = state.config
     target = state.home.root / "adapters" / f"job-{job_id}.gguf"
 
-    async def work(client: ChainClient) -> bytes:
-        async with await Node.open(cfg, state.home) as node:
-            swarm = await node.swarm()
-            try:
-                data, _ = await fetch_job_adapter(client.market, swarm.bee, JobId(job_id))
-            except TrainerError as exc:
-                raise TrainCommandError(f"job {job_id}: {exc}") from None
+    async def work(client: ChainClient, swarm: SwarmAccess) -> bytes:
+        try:
+            data, _ = await fetch_job_adapter(client.market, swarm.bee, JobId(job_id))
+        except TrainerError as exc:
+            raise TrainCommandError(f"job {job_id}: {exc}") from None
         return data
 
-    data = with_client(state, deployment_file, work, signer=False)
+    data = with_client_and_swarm(state, deployment_file, work, signer=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     tmp.write_bytes(data)

@@ -8,6 +8,8 @@ Modules:
 - `processes`: running the installed `noosphere` command (`Supervisor`): one-shot
   commands, long-running `Service`s, each child in its own process group, all stopped
   on close.
+- `realbee`: `--real-bee`: finding and checking ``scripts/bee-localnet`` (`localnet_launcher`),
+  reading the real Bee nodes it started (`bee_nodes_from_env`) and checking their batches.
 - `runner`: one run (`run_demo`): the work directory, SIGINT/SIGTERM, cleanup.
 - `summary`: step records, payments from the chain, the closing table and its JSON.
 - `chainrpc`: the few JSON-RPC calls the demo makes itself (balances, the dev clock).
@@ -19,20 +21,26 @@ Modules:
 from __future__ import annotations
 
 from agent.demo.errors import BadInput, DemoError, MissingTool, StepFailed
-from agent.demo.runner import Interrupted, prepare_workdir, run_demo
+from agent.demo.realbee import BEE_NODES, RealBeeNode, bee_nodes_from_env, localnet_launcher
+from agent.demo.runner import Interrupted, check_workdir, prepare_workdir, run_demo
 from agent.demo.scenario import FACT, DemoOptions, Scenario
 from agent.demo.summary import Summary
 
 __all__ = [
+    "BEE_NODES",
     "FACT",
     "BadInput",
     "DemoError",
     "DemoOptions",
     "Interrupted",
     "MissingTool",
+    "RealBeeNode",
     "Scenario",
     "StepFailed",
     "Summary",
+    "bee_nodes_from_env",
+    "check_workdir",
+    "localnet_launcher",
     "prepare_workdir",
     "run_demo",
 ]

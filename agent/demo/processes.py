@@ -4,6 +4,9 @@ Each child starts in its own session (so its own process group): a Ctrl-C at the
 terminal reaches only the demo, which then stops the children in order. Stopping a
 child signals its whole group, so grandchildren (anvil under `chain dev`) stop with
 it: SIGTERM first, SIGKILL for a group still alive after the grace period.
+If the demo itself dies without stopping them (SIGKILL, a crash), the kernel kills
+each child too: it is started with PR_SET_PDEATHSIG (Linux), and `noosphere chain
+dev` starts its anvil the same way.
 
 One-shot commands (`run`) return their exit status and output; a non-zero status
 raises `StepFailed` with the end of the child's stderr. Long-running ones (`start`)
@@ -15,19 +18,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
 import signal
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 from agent.demo.errors import DemoError, StepFailed
 
-__all__ = ["CommandResult", "Node", "Service", "Supervisor", "noosphere_argv"]
+__all__ = [
+    "CommandResult",
+    "Node",
+    "Service",
+    "Supervisor",
+    "die_with_parent",
+    "noosphere_argv",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +57,31 @@ def noosphere_argv() -> list[str]:
     if found:
         return [found]
     return [sys.executable, "-c", "from agent.cli import main; main()"]
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """A `preexec_fn` that has the kernel SIGKILL the child when its parent dies; None
+    where there is no prctl (not Linux).
+
+    The parent's thread that forks is what counts; asyncio forks from the loop thread,
+    which lives as long as the demo. Everything the child runs is prepared here, before
+    the fork: the child only calls prctl, then kills itself if the parent is already gone.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    option, signum = ctypes.c_int(PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL)
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(option, signum)
+        if os.getppid() != parent:  # the parent died before prctl: nobody will signal
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return in_child
 
 
 def child_environment(base: Mapping[str, str], **extra: str) -> dict[str, str]:
@@ -140,6 +176,7 @@ class Supervisor:
 
     def __init__(self, log_dir: Path) -> None:
         self._argv = noosphere_argv()
+        self._die_with_parent = die_with_parent()
         self._log_dir = log_dir
         self._services: list[Service] = []
         self._pumps: list[asyncio.Task[None]] = []
@@ -165,6 +202,7 @@ class Supervisor:
             stderr=stderr,
             env=env,
             start_new_session=True,  # its own process group: stopped as a whole
+            preexec_fn=self._die_with_parent,  # killed if the demo dies without stopping it
             limit=LINE_LIMIT,
         )
 

@@ -24,7 +24,7 @@ from agent.demo.processes import Supervisor
 from agent.demo.scenario import DemoOptions, Scenario
 from agent.demo.summary import Summary
 
-__all__ = ["Interrupted", "prepare_workdir", "run_demo"]
+__all__ = ["Interrupted", "check_workdir", "prepare_workdir", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +35,18 @@ class Interrupted(DemoError):
     exit_status = 130
 
 
+def check_workdir(workdir: Path) -> None:
+    """Refuse a --workdir that exists and holds anything (it is left alone)."""
+    if workdir.is_dir() and any(workdir.iterdir()):
+        raise BadInput(f"{workdir} is not empty: give a new or empty --workdir")
+
+
 @contextlib.contextmanager
 def prepare_workdir(workdir: Path | None, keep: bool) -> Iterator[Path]:
     """The given (empty or new) directory, kept; or a temporary one, removed unless `keep`."""
     if workdir is not None:
         workdir.mkdir(parents=True, exist_ok=True)
-        if any(workdir.iterdir()):
-            raise BadInput(f"{workdir} is not empty: give a new or empty --workdir")
+        check_workdir(workdir)
         yield workdir.resolve()
         return
     path = Path(tempfile.mkdtemp(prefix="noosphere-demo-"))

@@ -1,9 +1,10 @@
 """The demo's story, step by step, every role played by its own `noosphere` process.
 
-Roles: a Swarm dev node, a dev chain (anvil with the contracts), and three nodes with
-their own homes: two knowledge peers (peer A knows Swarm's storage model, peer B the
-training market) and the assistant. Peer A later sells compute as the training
-worker and peer B verifies its work.
+Roles: a Swarm dev node (or, with `DemoOptions.bee_nodes`, one real Bee node per node,
+each with its own usable batch), a dev chain (anvil with the contracts), and three
+nodes with their own homes: two knowledge peers (peer A knows Swarm's storage model,
+peer B the training market) and the assistant. Peer A later sells compute as the
+training worker and peer B verifies its work.
 
 `Scenario.run` plays, in order: the network comes up; the peers ingest and serve;
 the assistant searches the network and asks a peer; the assistant builds a dataset,
@@ -30,6 +31,7 @@ from pathlib import Path
 from agent.demo.chainrpc import DevChainRpc
 from agent.demo.errors import MissingTool, StepFailed
 from agent.demo.processes import Node, Service, Supervisor, child_environment
+from agent.demo.realbee import RealBeeNode, check_bee_nodes
 from agent.demo.summary import Payment, StepRecord, Summary
 from agent.home import NodeHome
 from swarm_vectordb.peertext import printable
@@ -54,6 +56,15 @@ CHALLENGE_WINDOW_S = 600
 STAMP = ("100000000", "22")  # amount per chunk (PLUR), depth
 START_TIMEOUT_S = 120.0
 TRAIN_TIMEOUT_S = 1500.0
+# On real Bee a query and its answer cross the network as GSOC messages: allow more
+# than the default 5 s (a search still ends as soon as every peer has answered).
+REAL_BEE_QUERY_DEADLINE_S = "30"
+# Real Bee takes direct uploads from one node at tens of chunks per second (its
+# bandwidth accounting between peers), and each checkpoint is ~11 MB (2,700 chunks):
+# on real Bee the worker keeps only the first and last checkpoint, and the verifier
+# replays sampled steps from the start (seconds per step, more on a loaded machine).
+VERIFY_TIMEOUT_S = 600.0
+REAL_BEE_VERIFY_TIMEOUT_S = 1500.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,8 @@ class DemoOptions:
     password: str
     steps: int = DEFAULT_STEPS
     say: Callable[[str], None] = print  # the CLI passes click.echo
+    bee_nodes: tuple[RealBeeNode, ...] = ()
+    """Real Bee nodes for peer A, peer B and the assistant; empty: `swarm dev`."""
 
 
 @dataclass
@@ -173,10 +186,7 @@ class Scenario:
         copy_corpus(self.corpus)
         for node in [self.infra, *self.nodes.all()]:
             node.home.mkdir(parents=True, exist_ok=True)
-        async with self.step("swarm dev", "dev node") as done:
-            swarm = await self.sup.start(self.infra, "swarm-dev", "swarm", "dev", "--port", "0")
-            bee_url = (await swarm.wait_for("http", START_TIMEOUT_S)).strip()
-            done(bee_url)
+        bee_urls = await self.swarm_up()
         async with self.step("init 3 nodes", "all") as done:
             inits = await asyncio.gather(*(self.sup.run(n, "init") for n in self.nodes.all()))
             for node, result in zip(self.nodes.all(), inits, strict=True):
@@ -191,7 +201,7 @@ class Scenario:
             info = json.loads(await chain.wait_for("rpc_url", START_TIMEOUT_S))
             rpc_url = str(info["rpc_url"])
             deployment = Path(str(info["deployment_file"]))
-            for node in self.nodes.all():
+            for node, bee_url in zip(self.nodes.all(), bee_urls, strict=True):
                 shutil.copy(deployment, NodeHome(node.home).deployment_file)
                 node.env.update(
                     NOOSPHERE_NETWORK_BEE_URL=bee_url, NOOSPHERE_NETWORK_ETH_RPC_URL=rpc_url
@@ -201,11 +211,33 @@ class Scenario:
         self.balances_before = {
             label: await self.chain().balance(a) for label, a in self.addresses.items()
         }
+        if self.opt.bee_nodes:
+            return  # each real Bee node already has its own usable batch
         async with self.step("postage stamp", "assistant") as done:
             bought = await self.sup.run(
                 self.nodes.assistant, "swarm", "stamp", "buy", *STAMP, "--yes"
             )
             done(f"batch {bought.lines[-1][:18]}... (depth {STAMP[1]})")
+
+    async def swarm_up(self) -> list[str]:
+        """The Bee URL of peer A, peer B and the assistant: the given real Bee nodes, or
+        one `swarm dev` node for all three (whose batch the assistant buys later)."""
+        if not self.opt.bee_nodes:
+            async with self.step("swarm dev", "dev node") as done:
+                swarm = await self.sup.start(self.infra, "swarm-dev", "swarm", "dev", "--port", "0")
+                bee_url = (await swarm.wait_for("http", START_TIMEOUT_S)).strip()
+                self.summary.swarm = "Swarm dev node"
+                done(bee_url)
+            return [bee_url] * len(self.nodes.all())
+        nodes = self.opt.bee_nodes[: len(self.nodes.all())]
+        async with self.step("real Bee", f"{len(nodes)} nodes") as done:
+            version = await check_bee_nodes(nodes)
+            self.summary.swarm = f"real Bee {version}, {len(self.opt.bee_nodes)} nodes"
+            for node, bee in zip(self.nodes.all(), nodes, strict=True):
+                node.env["NOOSPHERE_NETWORK_QUERY_DEADLINE_S"] = REAL_BEE_QUERY_DEADLINE_S
+                self.detail(f"{node.label:<9} {bee.url}  batch {bee.batch[:12]}...")
+            done(f"Bee {version}: one node per demo node, each with its own usable batch")
+        return [bee.url for bee in nodes]
 
     def chain(self) -> DevChainRpc:
         if self.rpc is None:
@@ -331,16 +363,21 @@ class Scenario:
     async def training(self, dao: str) -> str:
         assistant, worker, verifier = self.nodes.assistant, self.nodes.peer_a, self.nodes.peer_b
         steps = self.opt.steps
+        checkpoint_every = steps if self.opt.bee_nodes else 2
         async with self.step("job post", "assistant") as done:
             posted = await self.sup.run(
                 assistant,
                 "job", "post", "--dao", dao, "--steps", str(steps), "--reward", REWARD_ETHER,
                 "--rank", "16", "--lr", LEARNING_RATE, "--batch-size", "4", "--seq-len", "40",
-                "--checkpoint-every", "2", "--challenge-window", str(CHALLENGE_WINDOW_S),
+                "--checkpoint-every", str(checkpoint_every),
+                "--challenge-window", str(CHALLENGE_WINDOW_S),
                 "--seed", "11", "--yes",
             )  # fmt: skip
             job = posted.lines[-1].strip()
-            done(f"job {job}: {steps} LoRA steps, reward {REWARD_ETHER} ETH escrowed")
+            done(
+                f"job {job}: {steps} LoRA steps, checkpoint every {checkpoint_every}, "
+                f"reward {REWARD_ETHER} ETH escrowed"
+            )
         async with self.step("train", "peer A") as done:
             process = await self.sup.start(
                 worker, "worker", "train", "worker", "--opt-in", "--yes", "--max-jobs", "1",
@@ -352,8 +389,9 @@ class Scenario:
             done(f"{steps} steps trained, log root {root[:12]}... submitted")
         async with self.step("verify", "peer B") as done:
             verified = await self.sup.run(
-                verifier, "verify", job, "--samples", "2", "--no-challenge", limit_s=600
-            )
+                verifier, "verify", job, "--samples", "2", "--no-challenge",
+                limit_s=REAL_BEE_VERIFY_TIMEOUT_S if self.opt.bee_nodes else VERIFY_TIMEOUT_S,
+            )  # fmt: skip
             matches = verified.stdout.count(": match")
             for line in verified.lines[-3:]:
                 self.detail(line)

@@ -51,6 +51,7 @@ class Summary:
     payments: list[Payment] = field(default_factory=list)
     balances: dict[str, int] = field(default_factory=dict)  # net change per node, wei
     facts: dict[str, Any] = field(default_factory=dict)
+    swarm: str = ""  # which Swarm it ran on: "Swarm dev node" or "real Bee 2.8.1, 3 nodes"
     total_seconds: float = 0.0
     ok: bool = False
 
@@ -60,6 +61,7 @@ class Summary:
     def to_json(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
+            "swarm": self.swarm,
             "total_seconds": round(self.total_seconds, 1),
             "steps": [dict(asdict(s), seconds=round(s.seconds, 2)) for s in self.steps],
             "payments": [asdict(p) for p in self.payments],
@@ -90,7 +92,8 @@ class Summary:
             )
         lines.append("")
         status = "done" if self.ok else "FAILED"
-        lines.append(f"{status} in {self.total_seconds:.1f} s")
+        where = f" on {self.swarm}" if self.swarm else ""
+        lines.append(f"{status} in {self.total_seconds:.1f} s{where}")
         return "\n".join(lines)
 
 

@@ -8,7 +8,10 @@ itself a batch there once.
 Knowledge. The embedder, the FAISS index under `<data>/index` and the chunker, built
 for the configured embedding model.
 
-Errors from Swarm and the vector database leave these functions as `ServiceError`.
+Chain. A client of `network.eth_rpc_url` with the contracts of the deployment file.
+
+Errors from Swarm, the vector database and the chain leave these functions as
+`ServiceError` (a missing chain URL as `ConfigError`).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.config import Config
-from agent.errors import ServiceError
+from agent.errors import ConfigError, ServiceError
 from swarm_vectordb.bee.errors import SwarmError
 from swarm_vectordb.bee.records import BatchId
 from swarm_vectordb.chunking import Chunker
@@ -31,6 +34,9 @@ from swarm_vectordb.errors import VectorDBError
 from swarm_vectordb.index import VectorIndex
 
 if TYPE_CHECKING:  # imported where used: aiohttp and eth-keys cost a local search ~0.5 s
+    from eth_account.signers.local import LocalAccount
+
+    from chain.client import ChainClient
     from swarm_vectordb.bee.client import BeeClient
     from swarm_vectordb.bee.devnode import DevNode
     from swarm_vectordb.ingest import Ingestor
@@ -146,3 +152,38 @@ async def open_knowledge(cfg: Config, data_dir: Path) -> AsyncIterator[Knowledge
     finally:
         index.close()
         await embedder.aclose()
+
+
+def chain_url(cfg: Config) -> str:
+    """`network.eth_rpc_url`, or a `ConfigError` saying how to get a chain."""
+    if not cfg.network.eth_rpc_url:
+        raise ConfigError(
+            "network.eth_rpc_url",
+            "empty: start `noosphere chain dev` and pass "
+            "--set network.eth_rpc_url=http://127.0.0.1:8545, or set a node's URL",
+        )
+    return cfg.network.eth_rpc_url
+
+
+async def connect_chain(
+    cfg: Config, deployment_file: Path, account: LocalAccount | None
+) -> ChainClient:
+    """A client of the configured chain with the deployment's contracts, signing with
+    `account`; with None, a reader (its throwaway key never signs). Not yet entered."""
+    from eth_account import Account
+
+    from chain.client import ChainClient
+    from chain.deploy import Deployment
+    from chain.errors import ChainError
+
+    url = chain_url(cfg)
+    try:
+        deployment = Deployment.load(deployment_file)
+        return await ChainClient.connect(
+            url,
+            account or Account.create(),
+            deployment,
+            timeout_s=cfg.network.request_timeout_s,
+        )
+    except ChainError as exc:  # its message names the endpoint or the file
+        raise ServiceError(str(exc)) from None

@@ -54,6 +54,7 @@ UP_TIMEOUT_S = 240.0
 PEERS_TIMEOUT_S = 90.0  # peers meet within seconds when they meet at all
 UP_ATTEMPTS = 3
 BOOTNODE_PORTS = (1533, 1534)
+COMMAND_STOP_S = 60.0  # SIGTERM to SIGKILL for COMMAND: time to stop what it started
 
 
 class _Stop(Exception):
@@ -236,7 +237,7 @@ def _inside(args: argparse.Namespace) -> int:
         except BaseException:
             child.terminate()
             try:
-                child.wait(10)
+                child.wait(COMMAND_STOP_S)
             except subprocess.TimeoutExpired:
                 child.kill()
             raise

@@ -33,6 +33,10 @@ def assert_error_shape(body: Any, *, param: str | None = None, code: str | None 
         assert error["code"] == code
 
 
+def json_headers(api: Api) -> dict[str, str]:
+    return {**api.auth(), "Content-Type": "application/json"}
+
+
 async def post(api: Api, path: str, body: Any, **kwargs: Any) -> tuple[int, Any]:
     data = (
         body
@@ -41,7 +45,7 @@ async def post(api: Api, path: str, body: Any, **kwargs: Any) -> tuple[int, Any]
     )
     async with (
         aiohttp.ClientSession(timeout=TIMEOUT) as session,
-        session.post(api.url + path, data=data, headers=api.auth(), **kwargs) as resp,
+        session.post(api.url + path, data=data, headers=json_headers(api), **kwargs) as resp,
     ):
         return resp.status, await resp.json(content_type=None)
 

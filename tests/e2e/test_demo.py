@@ -4,9 +4,13 @@ The first test runs the whole demo and checks its JSON summary against what each
 step must have shown: a network search answered by both peers, a signed reply from
 the peer asked, a fork sharing the unchanged shards, a worker paid on chain, an
 assistant that does not know the invented fact before and states it with the
-trained adapter. Two quick ones check the refusals: no anvil, a non-empty --workdir.
+trained adapter (`assert_demo_summary`, which the real-Bee tier's
+tests/realbee/test_demo_realbee.py reuses). Quick ones check the refusals: no anvil,
+a non-empty --workdir, `--real-bee` without Go or outside a clone, `--bee-from-env`
+without Bee nodes.
 
-The second interrupts the demo with SIGINT while its nodes are serving and checks
+Two interrupt the demo while its nodes are serving, with SIGINT (it stops every
+child itself) and with SIGKILL (the kernel's parent-death signal must), and check
 that no process it started is left. The demo runs under a small Python parent that
 makes itself a child subreaper (prctl PR_SET_CHILD_SUBREAPER), so any descendant
 orphaned by the demo is re-parented to it instead of to init and can be listed.
@@ -16,14 +20,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent.demo import FACT
+from agent.demo import FACT, MissingTool, localnet_launcher
 from chain.compile import NPM_INSTALL
 from chain.devchain import find_anvil
 from tests.conftest import Cli
@@ -47,20 +53,18 @@ def demo_argv() -> list[str]:
     return [sys.executable, "-c", code, "demo"]
 
 
-def test_the_demo_searches_both_peers_forks_pays_the_worker_and_teaches_the_fact(
-    cli: Cli, tmp_path: Path
-) -> None:
-    workdir = tmp_path / "demo"
-    result = subprocess.run(
-        [*demo_argv(), "--workdir", str(workdir), "--json"],
-        capture_output=True,
-        text=True,
-        env=cli.env,
-        timeout=DEMO_TIMEOUT_S,
-        check=False,
-    )
+def assert_demo_summary(
+    result: subprocess.CompletedProcess[str], password: str, workdir: Path
+) -> dict[str, Any]:
+    """What every demo run must have shown (dev node or real Bee); its JSON summary.
+
+    Checked: a network search answered by both peers, a signed reply from the peer
+    asked, a fork sharing the unchanged shards, the worker paid on chain, an assistant
+    that does not know the invented fact before and states it with the trained adapter,
+    the table printed, the password never printed, the work directory kept.
+    """
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    summary: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     facts = summary["facts"]
     assert summary["ok"] is True
     assert facts["search_peers_hit"] == ["peer A", "peer B"]
@@ -74,14 +78,33 @@ def test_the_demo_searches_both_peers_forks_pays_the_worker_and_teaches_the_fact
     assert payment["wei"] == 5 * 10**17
     assert FACT.lower() not in facts["answer_before"].lower()
     assert FACT.lower() in facts["answer_after"].lower()
-    steps = [s["step"] for s in summary["steps"]]
-    assert steps[0] == "swarm dev"
     assert all(s["ok"] for s in summary["steps"])
     header = [line.split() for line in result.stdout.splitlines()]
     assert ["step", "who", "result", "seconds"] in header  # the table was printed
-    assert cli.env["NOOSPHERE_PASSWORD"] not in result.stdout + result.stderr
+    assert f"s on {summary['swarm']}" in result.stdout  # its last line names the Swarm
+    assert password not in result.stdout + result.stderr
     # The work directory was given, so it is kept, with one home per node.
     assert {p.name for p in workdir.iterdir()} >= {"peer-a", "peer-b", "assistant", "logs"}
+    return summary
+
+
+def test_the_demo_searches_both_peers_forks_pays_the_worker_and_teaches_the_fact(
+    cli: Cli, tmp_path: Path
+) -> None:
+    workdir = tmp_path / "demo"
+    result = subprocess.run(
+        [*demo_argv(), "--workdir", str(workdir), "--json"],
+        capture_output=True,
+        text=True,
+        env=cli.env,
+        timeout=DEMO_TIMEOUT_S,
+        check=False,
+    )
+    summary = assert_demo_summary(result, cli.env["NOOSPHERE_PASSWORD"], workdir)
+    assert summary["swarm"] == "Swarm dev node"
+    steps = [s["step"] for s in summary["steps"]]
+    assert steps[0] == "swarm dev"
+    assert "postage stamp" in steps
 
 
 SUBREAPER = textwrap.dedent(
@@ -101,7 +124,7 @@ SUBREAPER = textwrap.dedent(
 
     PR_SET_CHILD_SUBREAPER = 36
     assert ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    argv, marker = json.loads(sys.argv[1]), sys.argv[2]
+    argv, marker, signum = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     demo = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in demo.stdout:
@@ -115,11 +138,12 @@ SUBREAPER = textwrap.dedent(
         except OSError:
             continue
         grandchildren += int(fields[1]) == demo.pid
-    demo.send_signal(signal.SIGINT)
+    demo.send_signal(signum)
     seen += [line.rstrip() for line in demo.stdout]
     code = demo.wait(timeout=120)
-    time.sleep(1.0)
-    left = [pid for pid, state in children() if state != "Z"]
+    deadline = time.monotonic() + 10  # orphans reach this subreaper as they are reparented
+    while (left := [p for p, state in children() if state != "Z"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
     for pid in left:  # leave nothing behind for the next test either
         os.kill(pid, signal.SIGKILL)
     for pid, _ in children():
@@ -129,11 +153,13 @@ SUBREAPER = textwrap.dedent(
 )
 
 
-def test_sigint_mid_demo_leaves_no_process_behind(cli: Cli, tmp_path: Path) -> None:
+def run_and_signal_demo(cli: Cli, tmp_path: Path, signum: int) -> dict[str, Any]:
+    """Run the demo under a subreaper until both peers serve, send it `signum`; what the
+    subreaper saw: the demo's exit `code`, its direct `children` then, processes `left`."""
     argv = [*demo_argv(), "--workdir", str(tmp_path / "demo")]
     marker = "serve "  # the line printed once both knowledge peers are serving
     ran = subprocess.run(
-        [sys.executable, "-c", SUBREAPER, json.dumps(argv), marker],
+        [sys.executable, "-c", SUBREAPER, json.dumps(argv), marker, str(int(signum))],
         capture_output=True,
         text=True,
         env=cli.env,
@@ -141,13 +167,27 @@ def test_sigint_mid_demo_leaves_no_process_behind(cli: Cli, tmp_path: Path) -> N
         check=False,
     )
     assert ran.returncode == 0, ran.stderr[-3000:]
-    report = json.loads(ran.stdout.strip().splitlines()[-1])
+    report: dict[str, Any] = json.loads(ran.stdout.strip().splitlines()[-1])
     assert any(marker in line for line in report["seen"]), report["seen"]
     assert report["children"] >= 3, report  # dev node, dev chain, two peers were running
+    return report
+
+
+def test_sigint_mid_demo_leaves_no_process_behind(cli: Cli, tmp_path: Path) -> None:
+    report = run_and_signal_demo(cli, tmp_path, signal.SIGINT)
     assert report["code"] == 130, report["seen"][-20:]
     assert report["left"] == [], report["left"]
     assert any("stopping every process" in line for line in report["seen"])
     assert os.path.isdir(tmp_path / "demo" / "logs")
+
+
+def test_sigkill_of_the_demo_kills_every_child_and_grandchild(cli: Cli, tmp_path: Path) -> None:
+    """The demo gets no chance to clean up: the kernel's parent-death signal must stop
+    its children, and `chain dev`'s anvil with its parent."""
+    report = run_and_signal_demo(cli, tmp_path, signal.SIGKILL)
+    assert report["code"] == -signal.SIGKILL, report["seen"][-20:]
+    assert report["left"] == [], report["left"]
+    assert not any("stopping every process" in line for line in report["seen"])
 
 
 def test_without_anvil_the_demo_says_how_to_install_it_and_starts_nothing(
@@ -187,3 +227,44 @@ def test_a_non_empty_workdir_is_refused_and_left_alone(cli: Cli, tmp_path: Path)
     assert "not empty" in ran.stderr
     assert [p.name for p in workdir.iterdir()] == ["notes.txt"]
     assert (workdir / "notes.txt").read_text() == "mine"
+
+
+def test_real_bee_without_go_says_what_is_missing_and_starts_nothing(
+    cli: Cli, tmp_path: Path
+) -> None:
+    path = [d for d in cli.env["PATH"].split(os.pathsep) if d and not Path(d, "go").exists()]
+    workdir = tmp_path / "demo"
+    ran = subprocess.run(
+        [*demo_argv(), "--real-bee", "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        env={**cli.env, "PATH": os.pathsep.join(path)},
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    (line,) = ran.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith("error: --real-bee builds Bee 2.8.1 with Go, which is not on PATH")
+    assert "https://go.dev/dl" in line
+    assert "bee-localnet:" not in ran.stdout + ran.stderr  # the network was never started
+    assert not workdir.exists()
+
+
+def test_real_bee_outside_a_clone_names_the_missing_launcher(tmp_path: Path) -> None:
+    with pytest.raises(MissingTool, match=r"scripts/bee-localnet .*\./scripts/bootstrap"):
+        localnet_launcher(tmp_path)
+
+
+def test_bee_from_env_without_bee_nodes_is_refused(cli: Cli, tmp_path: Path) -> None:
+    ran = subprocess.run(
+        [*demo_argv(), "--bee-from-env", "--workdir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        env={**cli.env, "NOOSPHERE_TEST_BEE_URL": "http://127.0.0.1:1"},
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert "without a usable batch: set NOOSPHERE_TEST_BEE_BATCH" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert not (tmp_path / "demo").exists()

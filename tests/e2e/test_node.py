@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from chain.devchain import free_port
-from tests.conftest import PASSWORD, Cli
+from tests.conftest import PASSWORD, Cli, stop_process
 
 pytestmark = [pytest.mark.e2e]
 
@@ -72,20 +72,6 @@ def read_line(process: subprocess.Popen[str], timeout: float) -> str:
     return process.stdout.readline().strip()
 
 
-def stop(process: subprocess.Popen[str]) -> None:
-    """SIGTERM, then SIGKILL after a grace period; the pipes closed."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    for stream in (process.stdout, process.stderr):
-        if stream is not None:
-            stream.close()
-
-
 @contextmanager
 def node_process(cli: Cli, *extra: str) -> Iterator[RunningNode]:
     exe = Path(sys.executable).with_name("noosphere")
@@ -109,7 +95,7 @@ def node_process(cli: Cli, *extra: str) -> Iterator[RunningNode]:
             time.sleep(0.1)
         yield RunningNode(cli, process, address, log)
     finally:
-        stop(process)
+        stop_process(process, grace_s=60)
 
 
 @pytest.fixture
@@ -137,7 +123,7 @@ def bee_url(tmp_path: Path) -> Iterator[str]:
         assert bought.returncode == 0, bought.stderr
         yield url
     finally:
-        stop(process)
+        stop_process(process, grace_s=60)
 
 
 def test_two_nodes_thin_clients_and_an_agent_to_agent_ask(bee_url: str, tmp_path: Path) -> None:

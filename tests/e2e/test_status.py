@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from chain.devchain import find_anvil, free_port
-from tests.conftest import Cli
+from tests.conftest import Cli, stop_process
 
 pytestmark = pytest.mark.e2e
 
@@ -150,14 +150,7 @@ def _first_line(process: subprocess.Popen[str]) -> str:
 
 
 def _stop(process: subprocess.Popen[str]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
+    stop_process(process, grace_s=30)
 
 
 def test_status_reports_the_running_node_from_its_api(cli: Cli) -> None:

@@ -10,7 +10,6 @@ proves no code was ever launched for the peer.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from swarm_vectordb.bee.devnode import DevNode
 from swarm_vectordb.network import KnowledgeServer
 from swarm_vectordb.peers import Inbox, publish_record
 from swarm_vectordb.protocol import PeerRecord
+from tests.vectordb.knowledge_server import running
 from tools import ToolContext, ToolResult
 from tools.base import UNTRUSTED_MARK
 from tools.knowledge import KnowledgeHit
@@ -139,13 +139,8 @@ async def pair(
             answer_ask=PeerAnswerer(b.assistant),
             ask_limits=AskLimits(deadline_s=120, per_peer_burst=10),
         )
-        serving = asyncio.create_task(server.serve())
-        try:
-            await asyncio.wait_for(server.ready.wait(), 10)
+        async with running(server, stop_within=120):
             yield Pair(a, b, server, sandbox_runs)
-        finally:
-            await server.stop()
-            await asyncio.wait_for(serving, 120)
 
 
 async def ask_through_tool(pair: Pair, question: str) -> tuple[ToolResult, ToolContext]:
@@ -154,13 +149,16 @@ async def ask_through_tool(pair: Pair, question: str) -> tuple[ToolResult, ToolC
     return await pair.a.assistant.registry.call("ask_peer", arguments, context), context
 
 
-async def test_a_asks_b_and_b_answers_from_its_own_knowledge(pair: Pair) -> None:
+async def test_a_asks_b_and_b_answers_from_its_own_knowledge(pair: Pair, tmp_path: Path) -> None:
     assert len(pair.a.knowledge.index) == 0  # A knows nothing of it: the fact is B's
     result, context = await ask_through_tool(pair, QUESTION)
     assert result.ok, result.error
     assert result.data is not None
     assert result.data["peer"] == pair.b.identity.address.lower()
     assert FACT in result.data["text"]
+    # B names its document, never where it lies on B's disk
+    assert result.data["text"].endswith("Sources: quillmoth.md")
+    assert str(tmp_path) not in result.data["text"]
     assert f'{UNTRUSTED_MARK} origin="{pair.b.identity.address.lower()}"' in result.output
     assert FACT in result.output
     assert result.untrusted  # and so A's turn is tainted: python now needs A's owner

@@ -21,15 +21,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import pytest_asyncio
-from eth_account import Account
 
 from swarm_vectordb.bee.client import BeeClient
 from swarm_vectordb.bee.records import BatchId
 from swarm_vectordb.embedding import Embedder
-from swarm_vectordb.network import NetworkResult, network_search
-from swarm_vectordb.peers import PeerDirectory, node_inbox
 from tests.realbee.conftest import RealBee
-from tests.vectordb.test_network import MODEL, ServingPeer, start_peer, stop, wait_ready
+from tests.vectordb.test_network import ServingPeer, ask, kill, start_peer, stop, wait_ready
 
 pytestmark = [pytest.mark.realbee, pytest.mark.e2e, pytest.mark.asyncio]
 log = logging.getLogger(__name__)
@@ -62,42 +59,18 @@ async def real_net(real_bee: RealBee, tmp_path: Path) -> AsyncIterator[RealNet]:
                 await wait_ready(peer)
             yield RealNet(bee, real_bee.batches[2], embedder, peers, os.urandom(32))
     finally:
-        for peer in peers:
-            if peer.process.returncode is None:
-                peer.process.kill()
-                await peer.process.wait()
+        await kill(peers)
         await embedder.aclose()
-
-
-async def ask(net: RealNet, text: str) -> tuple[NetworkResult, np.ndarray]:
-    directory = PeerDirectory()
-    await directory.refresh(net.bee, [p.address for p in net.peers], max_bytes=1 << 20)
-    me = bytes.fromhex(Account.from_key(net.asker_key).address[2:])
-    inbox = node_inbox(me, (await net.bee.addresses()).overlay)
-    vector = (await net.embedder.embed([text])).vectors[0]
-    result = await network_search(
-        bee=net.bee,
-        batch=net.batch,
-        node_key=net.asker_key,
-        inbox=inbox,
-        peers=directory.live(MODEL),
-        vector=vector,
-        model=MODEL,
-        k=10,
-        fan_out=None,
-        deadline_s=DEADLINE_S,
-        max_bytes=1 << 20,
-    )
-    return result, vector
 
 
 async def test_two_peers_on_two_bee_nodes_give_the_exact_top10_of_the_union(
     real_net: RealNet,
 ) -> None:
     union = [c for p in real_net.peers for c in p.chunks]
+    addresses = [p.address for p in real_net.peers]
     for question in QUESTIONS:
         started = time.perf_counter()
-        result, vector = await ask(real_net, question)
+        result, vector = await ask(real_net, question, addresses, deadline=DEADLINE_S)
         elapsed = time.perf_counter() - started
         assert set(result.peers) == {p.address for p in real_net.peers}
         assert all(o.answered for o in result.peers.values()), result.peers

@@ -16,25 +16,14 @@ from chain.event_records import Withdrawn
 from chain.records import JobId, JobSpec, SwarmRef
 from tests.chain.conftest import REWARD, World, build_world, close_world
 from tests.trainer.conftest import Swarm, write_corpus
-from tests.trainer.helpers import THREADS
+from tests.trainer.helpers import CORPUS, HP, THREADS
 from trainer.dataset import build_dataset, upload_dataset
 from trainer.jobspec import JobDocument, upload_job_document
 from trainer.model import base_model_hash
 from trainer.profile import ExecutionProfile, pin_profile
-from trainer.step import Hyperparams
 from trainer.tokenizer import GgufTokenizer
 from trainer.worker import Dishonesty, JobOutcome, Worker, WorkerSettings
 
-HP = Hyperparams(
-    rank=4,
-    alpha=8.0,
-    targets=("q_proj", "v_proj"),
-    lora_dropout=0.1,
-    learning_rate=1e-3,
-    batch_size=2,
-    seq_len=24,
-    checkpoint_every=2,
-)
 STEPS = 4
 WINDOW = 600
 PARTIES = ("requester", "trainer", "challenger", "v1", "v2", "v3")
@@ -65,13 +54,7 @@ async def post_job(
     profile: ExecutionProfile | None = None,
 ) -> Posted:
     """The requester's side: build and upload a dataset, a DAO on its root, the job."""
-    paths = write_corpus(
-        folder,
-        {
-            "a.txt": "Rivers carry water from mountains to the sea. " * 12,
-            "b.txt": "Bees collect nectar and make honey in their hives. " * 12,
-        },
-    )
+    paths = write_corpus(folder, CORPUS)
     built = build_dataset(paths, tokenizer, shard_tokens=64)
     upload = await upload_dataset(swarm.client, swarm.batch, built)
     root = SwarmRef(built.manifest.root)

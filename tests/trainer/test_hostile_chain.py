@@ -213,6 +213,52 @@ async def checkpoint_reference(swarm: Swarm, world: World, job_id: JobId, step: 
     return entry.reference
 
 
+async def assert_committee_slashes_the_trainer(
+    world: World,
+    swarm: Swarm,
+    base: nn.Module,
+    posted: Posted,
+    before: dict[str, Holding],
+    *,
+    votes: Vote,
+    outcome: Outcome,
+) -> None:
+    """The three members vote `votes`, the dispute resolves as `outcome`, and every
+    party's holdings moved as `trainer_lost` says (the market solvent after)."""
+    assert await votes_of(world, committee(world, swarm, base)) == [votes] * 3
+    assert await outcome_of(world, posted.job_id) == outcome
+    assert changes(before, await ledger(world)) == trainer_lost(VALIDATORS)
+    await world.assert_solvent()
+
+
+@pytest_asyncio.fixture
+async def posted(
+    world: World, swarm: Swarm, tokenizer: GgufTokenizer, model_path: Path, tmp_path: Path
+) -> Posted:
+    """A job posted on the market, over a dataset under `tmp_path / "data"`."""
+    return await post_job(world, swarm, tokenizer, model_path, tmp_path / "data")
+
+
+@pytest.fixture
+def said() -> list[str]:
+    """What the `worker` fixture's worker said, line by line."""
+    return []
+
+
+@pytest.fixture
+def worker(
+    world: World,
+    swarm: Swarm,
+    posted: Posted,
+    base_model: nn.Module,
+    model_path: Path,
+    tmp_path: Path,
+    said: list[str],
+) -> Worker:
+    """The `trainer` account's worker, made once the job is posted; state under `w/`."""
+    return worker_for(world, swarm, base_model, model_path, tmp_path / "w", said=said)
+
+
 @pytest_asyncio.fixture
 async def lying_gateway(swarm: Swarm) -> AsyncIterator[tuple[str, set[str]]]:
     """An HTTP gateway in front of the dev node that flips the last byte of the data it
@@ -258,14 +304,11 @@ async def lying_gateway(swarm: Swarm) -> AsyncIterator[tuple[str, set[str]]]:
 async def test_challenges_with_records_or_proofs_the_log_does_not_commit_revert_and_move_nothing(
     world: World,
     swarm: Swarm,
-    tokenizer: GgufTokenizer,
+    posted: Posted,
     base_model: nn.Module,
-    model_path: Path,
-    tmp_path: Path,
+    worker: Worker,
+    said: list[str],
 ) -> None:
-    posted = await post_job(world, swarm, tokenizer, model_path, tmp_path / "data")
-    said: list[str] = []
-    worker = worker_for(world, swarm, base_model, model_path, tmp_path / "w", said=said)
     worker.settings.poll_s = 0.2
     stop = asyncio.Event()
     running = asyncio.create_task(worker.run_until(stop))
@@ -318,12 +361,10 @@ async def test_challenges_with_records_or_proofs_the_log_does_not_commit_revert_
 async def test_a_malformed_record_committed_in_the_log_is_disputed_and_the_trainer_slashed(
     world: World,
     swarm: Swarm,
-    tokenizer: GgufTokenizer,
+    posted: Posted,
     base_model: nn.Module,
-    model_path: Path,
     tmp_path: Path,
 ) -> None:
-    posted = await post_job(world, swarm, tokenizer, model_path, tmp_path / "data")
     garbage = codec.pack({"version": 1, "index": 2})  # canonical msgpack, not a record
     await submit_tampered(world, swarm, base_model, posted, tmp_path / "t", {2: garbage})
     before = await ledger(world)
@@ -338,23 +379,20 @@ async def test_a_malformed_record_committed_in_the_log_is_disputed_and_the_train
     assert verdict.challenge.record == garbage
     await file_challenge(world, posted.job_id, verdict.challenge)
 
-    votes = await votes_of(world, committee(world, swarm, base_model))
-    assert votes == [Vote.DATA_UNAVAILABLE] * 3
-    assert await outcome_of(world, posted.job_id) == Outcome.DATA_UNAVAILABLE
+    await assert_committee_slashes_the_trainer(
+        world, swarm, base_model, posted, before,
+        votes=Vote.DATA_UNAVAILABLE, outcome=Outcome.DATA_UNAVAILABLE,
+    )  # fmt: skip
     assert (await world.market("outsider").job(posted.job_id)).status == JobStatus.SLASHED
-    assert changes(before, await ledger(world)) == trainer_lost(VALIDATORS)
-    await world.assert_solvent()
 
 
 async def test_a_record_with_a_forged_shard_inclusion_proof_is_voted_wrong_and_slashed(
     world: World,
     swarm: Swarm,
-    tokenizer: GgufTokenizer,
+    posted: Posted,
     base_model: nn.Module,
-    model_path: Path,
     tmp_path: Path,
 ) -> None:
-    posted = await post_job(world, swarm, tokenizer, model_path, tmp_path / "data")
     resolved = await resolve_job(swarm.client, posted.spec)
     engine = await engine_for_job(base_model, swarm.client, resolved)
     honest = engine.batch_entries(1)
@@ -381,25 +419,21 @@ async def test_a_record_with_a_forged_shard_inclusion_proof_is_voted_wrong_and_s
     assert verdict.challenge is not None
     await file_challenge(world, posted.job_id, verdict.challenge)
 
-    votes = await votes_of(world, committee(world, swarm, base_model))
-    assert votes == [Vote.TRAINER_WRONG] * 3
-    assert await outcome_of(world, posted.job_id) == Outcome.CHALLENGER_WON
-    assert changes(before, await ledger(world)) == trainer_lost(VALIDATORS)
-    await world.assert_solvent()
+    await assert_committee_slashes_the_trainer(
+        world, swarm, base_model, posted, before,
+        votes=Vote.TRAINER_WRONG, outcome=Outcome.CHALLENGER_WON,
+    )  # fmt: skip
 
 
 async def test_shard_bytes_that_do_not_match_their_reference_make_verifiers_refuse_not_accuse(
     world: World,
     swarm: Swarm,
     lying_gateway: tuple[str, set[str]],
-    tokenizer: GgufTokenizer,
+    posted: Posted,
     base_model: nn.Module,
-    model_path: Path,
-    tmp_path: Path,
+    worker: Worker,
+    said: list[str],
 ) -> None:
-    posted = await post_job(world, swarm, tokenizer, model_path, tmp_path / "data")
-    said: list[str] = []
-    worker = worker_for(world, swarm, base_model, model_path, tmp_path / "w", said=said)
     await train_once(worker)
     url, tampered = lying_gateway
     resolved = await resolve_job(swarm.client, posted.spec)
@@ -437,35 +471,29 @@ async def test_shard_bytes_that_do_not_match_their_reference_make_verifiers_refu
 async def test_a_checkpoint_missing_on_swarm_loses_the_dispute_when_the_trainer_is_gone(
     world: World,
     swarm: Swarm,
-    tokenizer: GgufTokenizer,
+    posted: Posted,
     base_model: nn.Module,
-    model_path: Path,
-    tmp_path: Path,
+    worker: Worker,
 ) -> None:
-    posted = await post_job(world, swarm, tokenizer, model_path, tmp_path / "data")
-    await train_once(worker_for(world, swarm, base_model, model_path, tmp_path / "w"))
+    await train_once(worker)
     forget(swarm, await checkpoint_reference(swarm, world, posted.job_id, 2))
     await honest_challenge(world, swarm, posted.job_id, 3)  # every step was right
     before = await ledger(world)
 
-    votes = await votes_of(world, committee(world, swarm, base_model))
-    assert votes == [Vote.DATA_UNAVAILABLE] * 3
-    assert await outcome_of(world, posted.job_id) == Outcome.DATA_UNAVAILABLE
-    assert changes(before, await ledger(world)) == trainer_lost(VALIDATORS)
-    await world.assert_solvent()
+    await assert_committee_slashes_the_trainer(
+        world, swarm, base_model, posted, before,
+        votes=Vote.DATA_UNAVAILABLE, outcome=Outcome.DATA_UNAVAILABLE,
+    )  # fmt: skip
 
 
 async def test_a_worker_answering_its_dispute_reuploads_the_lost_checkpoint_and_wins(
     world: World,
     swarm: Swarm,
-    tokenizer: GgufTokenizer,
+    posted: Posted,
     base_model: nn.Module,
-    model_path: Path,
-    tmp_path: Path,
+    worker: Worker,
+    said: list[str],
 ) -> None:
-    posted = await post_job(world, swarm, tokenizer, model_path, tmp_path / "data")
-    said: list[str] = []
-    worker = worker_for(world, swarm, base_model, model_path, tmp_path / "w", said=said)
     outcome = await train_once(worker)
     lost = await checkpoint_reference(swarm, world, posted.job_id, 2)
     forget(swarm, lost)
@@ -497,14 +525,11 @@ async def test_a_worker_answering_its_dispute_reuploads_the_lost_checkpoint_and_
 async def test_a_worker_resolves_its_dispute_once_the_vote_ends_and_absent_members_pay(
     world: World,
     swarm: Swarm,
-    tokenizer: GgufTokenizer,
+    posted: Posted,
     base_model: nn.Module,
-    model_path: Path,
-    tmp_path: Path,
+    worker: Worker,
+    said: list[str],
 ) -> None:
-    posted = await post_job(world, swarm, tokenizer, model_path, tmp_path / "data")
-    said: list[str] = []
-    worker: Worker = worker_for(world, swarm, base_model, model_path, tmp_path / "w", said=said)
     await train_once(worker)
     await honest_challenge(world, swarm, posted.job_id, 0)
     before = await ledger(world)

@@ -123,3 +123,17 @@ def test_runnable_names_every_reason_to_skip(document: JobDocument, model_path: 
     assert "GiB" in reasons[2]
     needed = estimate_memory(model_path, HP)
     assert 2 * 134_000_000 * 4 < needed < 4 * 2**30  # two fp32 copies of SmolLM2-135M
+
+
+def test_job_post_defaults_match_the_trainer_hyperparameter_defaults() -> None:
+    """`job post` must not silently post other defaults than the trainer's own."""
+    from agent.cli.market import job_post
+    from trainer.step import Hyperparams
+
+    cli = {p.name: p.default for p in job_post.params}
+    trainer = Hyperparams()
+    assert cli["checkpoint_every"] == trainer.checkpoint_every
+    assert cli["rank"] == trainer.rank
+    assert cli["lr"] == trainer.learning_rate
+    assert cli["batch_size"] == trainer.batch_size
+    assert cli["seq_len"] == trainer.seq_len

@@ -6,33 +6,23 @@ import dataclasses
 import itertools
 from collections.abc import Iterator
 
+import msgpack
 import pytest
 import torch
 from torch import nn
 
 from tests.trainer.conftest import Swarm, write_corpus
-from tests.trainer.helpers import THREADS, engine_for
+from tests.trainer.helpers import CORPUS, HP, THREADS, engine_for
 from trainer.engine import StepEngine, TrainingRun
-from trainer.errors import CheckpointError, CheckpointMissing, ProfileMismatch
+from trainer.errors import CheckpointError, CheckpointMissing, ProfileMismatch, StepLogError
 from trainer.replay import replay, replay_from
 from trainer.state import TrainerState
-from trainer.step import Hyperparams
-from trainer.steplog import StepLog, fetch_run, upload_run
+from trainer.steplog import RunManifest, StepLog, fetch_run, upload_run
 from trainer.tokenizer import GgufTokenizer
-from trainer.verify import verify_run
+from trainer.verify import log_breaks, verify_run
 
 pytestmark = pytest.mark.integration
 
-HP = Hyperparams(
-    rank=4,
-    alpha=8.0,
-    targets=("q_proj", "v_proj"),
-    lora_dropout=0.1,
-    learning_rate=1e-3,
-    batch_size=2,
-    seq_len=24,
-    checkpoint_every=2,
-)
 STEPS = 5
 
 
@@ -41,13 +31,7 @@ def trained(
     base_model: nn.Module, tokenizer: GgufTokenizer, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[StepEngine, TrainingRun]:
     folder = tmp_path_factory.mktemp("corpus")
-    paths = write_corpus(
-        folder,
-        {
-            "a.txt": "Rivers carry water from mountains to the sea. " * 12,
-            "b.txt": "Bees collect nectar and make honey in their hives. " * 12,
-        },
-    )
+    paths = write_corpus(folder, CORPUS)
     engine, _ = engine_for(base_model, tokenizer, paths, HP, seed=7, steps=STEPS, shard_tokens=64)
     return engine, engine.train()
 
@@ -229,3 +213,42 @@ async def test_a_log_made_under_another_profile_is_a_break_named_field_by_field(
     odd = await verify_run(engine, swarm.client, pinned, StepLog(honest), samples=1)
     assert odd.wrong_step == 2
     assert "neither the job's nor its manifest's" in odd.reason
+
+
+def format_1_manifest(manifest: RunManifest) -> bytes:
+    """A run manifest as nodes wrote it before the profile was added (format 1), in msgpack
+    written out here: sorted keys, no profile."""
+    document = {
+        "adapter_hash": manifest.adapter_hash,
+        "adapter_reference": manifest.adapter_reference,
+        "checkpoints": [[c.step, c.state_hash, c.reference] for c in manifest.checkpoints],
+        "log_reference": manifest.log_reference,
+        "log_root": manifest.log_root,
+        "steps": manifest.steps,
+        "version": 1,
+    }
+    return bytes(msgpack.packb(document, use_bin_type=True))
+
+
+@pytest.mark.asyncio
+async def test_a_format_1_run_manifest_is_read_with_an_unknown_profile_and_verified(
+    trained: tuple[StepEngine, TrainingRun], swarm: Swarm
+) -> None:
+    engine, run = trained
+    _, current, _ = await upload_run(swarm.client, swarm.batch, run.log, run.checkpoints, b"a")
+    old = format_1_manifest(current)
+    decoded = RunManifest.decode(old)
+    assert decoded.profile is None
+    assert decoded.checkpoints == current.checkpoints
+    assert decoded.encode() == old  # read-only in spirit: it re-encodes to the same bytes
+    ref = await swarm.client.upload_bytes(old, swarm.batch)
+    manifest, log = await fetch_run(swarm.client, bytes(ref))
+    verdict = await verify_run(engine, swarm.client, manifest, log, samples=2, seed=b"old")
+    assert verdict.honest, verdict.reason
+    foreign = StepLog([dataclasses.replace(r, profile=bytes(32)) for r in run.log.records])
+    assert log_breaks(engine, foreign, decoded) == (
+        0,
+        "the record names another execution profile than the job pins",
+    )
+    with pytest.raises(StepLogError, match=r"missing fields \['profile'\]"):
+        RunManifest.decode(old.replace(b"\xa7version\x01", b"\xa7version\x03"))

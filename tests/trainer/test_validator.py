@@ -24,7 +24,7 @@ from tests.trainer.market import (
 )
 from trainer.errors import ProfileMismatch
 from trainer.jobspec import put_blob, resolve_job
-from trainer.profile import current_profile
+from trainer.profile import cuda_unavailable, current_profile
 from trainer.steplog import CheckpointEntry, fetch_run
 from trainer.tokenizer import GgufTokenizer
 from trainer.validator import Validator, verify_job
@@ -118,6 +118,17 @@ async def test_missing_checkpoint_is_voted_unavailable_and_the_trainer_slashed(
     await world.assert_solvent()
 
 
+FOREIGN = {
+    "cpu": ({"cpu_capability": "AVX512_ELSEWHERE"}, "cpu_capability", "AVX512_ELSEWHERE"),
+    "cuda": (  # a CUDA job seen from this CPU-only process
+        {"device": "cuda", "gpu": "NVIDIA H200", "cuda_version": "13.0", "cudnn_version": "1"},
+        "device",
+        "'cuda' pinned",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FOREIGN))
 async def test_foreign_profile_job_is_skipped_by_workers_and_refused_by_verifiers(
     world: World,
     swarm: Swarm,
@@ -125,19 +136,23 @@ async def test_foreign_profile_job_is_skipped_by_workers_and_refused_by_verifier
     base_model: nn.Module,
     model_path: Path,
     tmp_path: Path,
+    kind: str,
 ) -> None:
-    foreign = dataclasses.replace(current_profile(), cpu_capability="AVX512_ELSEWHERE")
+    changes, field, shown = FOREIGN[kind]
+    if kind == "cuda" and cuda_unavailable() is None:
+        pytest.skip("this machine has a usable GPU: a CUDA job is not foreign here")
+    foreign = dataclasses.replace(current_profile(), **changes)  # type: ignore[arg-type]
     posted = await post_job(world, swarm, tokenizer, model_path, tmp_path / "data", foreign)
     worker = worker_for(world, swarm, base_model, model_path, tmp_path / "w")
     (job, spec), *_ = await worker.candidates()
     assert await worker.check(job, spec) is None
-    assert any("cpu_capability" in reason for reason in worker.skipped[posted.job_id])
+    assert any(field in reason for reason in worker.skipped[posted.job_id])
     assert (await world.market("outsider").job(posted.job_id)).status == JobStatus.POSTED
 
     # Someone else claims and submits under that profile; this verifier cannot judge it.
     await world.market("trainer").claim(posted.job_id)
     await world.market("trainer").submit(posted.job_id, b"\x01" * 32, SwarmRef(b"\x02" * 32))
-    with pytest.raises(ProfileMismatch, match="AVX512_ELSEWHERE"):
+    with pytest.raises(ProfileMismatch, match=shown):
         await verify_job(
             world.market("challenger"), swarm.client, base_model, posted.job_id, samples=2
         )

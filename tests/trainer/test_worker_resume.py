@@ -15,34 +15,25 @@ import pytest
 from torch import nn
 
 from tests.trainer.conftest import write_corpus
-from tests.trainer.helpers import THREADS, engine_for
+from tests.trainer.helpers import CORPUS, HP, THREADS, engine_for
 from trainer.errors import TrainerError
-from trainer.step import Hyperparams
 from trainer.steplog import StepRecord
 from trainer.tokenizer import GgufTokenizer
 from trainer.worker import Dishonesty, LocalRun, Stopped, WorkerControl, train_job
 
 STEPS = 4
-HP = Hyperparams(rank=4, alpha=8.0, batch_size=2, seq_len=24, checkpoint_every=2, lora_dropout=0.1)
-CORPUS = {
-    "a.txt": "Rivers carry water from mountains to the sea. " * 12,
-    "b.txt": "Bees collect nectar and make honey in their hives. " * 12,
-}
 
 CHILD = """
 import sys, time
 from pathlib import Path
-from tests.trainer.helpers import engine_for
+from tests.trainer.helpers import HP, engine_for
 from trainer.model import load_base_model
-from trainer.step import Hyperparams
 from trainer.tokenizer import GgufTokenizer
 from trainer.worker import LocalRun, train_job
 
 model, corpus, state = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-hp = Hyperparams(rank=4, alpha=8.0, batch_size=2, seq_len=24, checkpoint_every=2,
-                 lora_dropout=0.1)
 tok = GgufTokenizer(model)
-engine, _ = engine_for(load_base_model(model), tok, sorted(corpus.iterdir()), hp, seed=5,
+engine, _ = engine_for(load_base_model(model), tok, sorted(corpus.iterdir()), HP, seed=5,
                        steps=int(sys.argv[4]), shard_tokens=64)
 local = LocalRun(state)
 saved = local.load_progress()

@@ -26,9 +26,12 @@ from swarm_vectordb.asks import (
     TIMED_OUT_REPLY,
     AskLimits,
     PeerAskError,
+    PeerAskRefused,
     PeerAskTimeout,
+    PeerReply,
     ask_address,
     ask_peer,
+    checksummed,
     parse_address,
 )
 from swarm_vectordb.bee.client import BeeClient
@@ -41,12 +44,14 @@ from swarm_vectordb.protocol import (
     PROTOCOL_VERSION,
     Ask,
     PeerRecord,
+    Refusal,
     Reply,
     canonical,
     open_envelope,
     seal,
 )
 from swarm_vectordb.routing import text_reference
+from tests.vectordb.knowledge_server import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -130,13 +135,8 @@ async def serving(
         ask_limits=limits,
         **options,  # type: ignore[arg-type]
     )
-    task = asyncio.create_task(server.serve())
-    try:
-        await asyncio.wait_for(server.ready.wait(), 10)
+    async with running(server):
         yield server
-    finally:
-        await server.stop()
-        await asyncio.wait_for(task, 30)
 
 
 async def handled(server: KnowledgeServer, count: int, within: float = 20.0) -> None:
@@ -152,19 +152,23 @@ def ask_from(key: bytes, text: str, reply_to: Inbox) -> bytes:
     return seal(Ask(text=text, reply_to=reply_to.to_bytes()), key)
 
 
+async def post_ask(rig: Rig, key: bytes, text: str) -> None:
+    """An ask signed with `key` posted to the server's inbox, replies to the asker's."""
+    await post(rig.bee, rig.batch, rig.server_inbox, ask_from(key, text, rig.asker_inbox))
+
+
+async def ask_server_reply(rig: Rig, text: str, deadline_s: float = 20) -> PeerReply:
+    """The asker asks the server `text` (its inbox known) and waits for the reply."""
+    return await ask_peer(
+        bee=rig.bee, batch=rig.batch, node_key=ASKER_KEY, inbox=rig.asker_inbox,
+        address=SERVER, peer_inbox=rig.server_inbox, text=text, deadline_s=deadline_s,
+    )  # fmt: skip
+
+
 async def test_an_ask_gets_the_handlers_answer_signed_by_the_peer(rig: Rig) -> None:
     handler = Handler()
     async with serving(rig, handler) as server:
-        reply = await ask_peer(
-            bee=rig.bee,
-            batch=rig.batch,
-            node_key=ASKER_KEY,
-            inbox=rig.asker_inbox,
-            address=SERVER,
-            peer_inbox=rig.server_inbox,
-            text="what do bees eat?",
-            deadline_s=20,
-        )
+        reply = await ask_server_reply(rig, "what do bees eat?")
     assert reply.peer == SERVER
     assert reply.peer_hex == "0x" + SERVER.hex()
     assert reply.text == "re: what do bees eat?"
@@ -179,18 +183,7 @@ async def test_a_reply_signed_by_anyone_but_the_peer_is_dropped(rig: Rig) -> Non
     """We play the peer by hand: an impostor answers first, then the peer itself."""
     impostor_key = os.urandom(32)
     async with await rig.bee.gsoc_subscribe(rig.server_inbox.address) as peer_side:
-        asking = asyncio.create_task(
-            ask_peer(
-                bee=rig.bee,
-                batch=rig.batch,
-                node_key=ASKER_KEY,
-                inbox=rig.asker_inbox,
-                address=SERVER,
-                peer_inbox=rig.server_inbox,
-                text="who are you?",
-                deadline_s=20,
-            )
-        )
+        asking = asyncio.create_task(ask_server_reply(rig, "who are you?"))
         frame = await peer_side.receive(10)
     envelope = open_envelope(frame[1:])
     assert isinstance(envelope.body, Ask)
@@ -256,6 +249,7 @@ async def test_oversized_malformed_unsigned_and_wrong_kind_messages_are_dropped(
         b"\xc1 not msgpack at all",
         unsigned_ask(rig.asker_inbox),
         seal(Reply(os.urandom(16), "a reply is not a question"), ASKER_KEY),
+        seal(record(rig.asker_inbox, ("ask",)), SERVER_KEY),  # a record is never inbox mail
         os.urandom(70_000),  # over the server's max_bytes: refused before download
     ]
     async with serving(rig, handler, max_bytes=64 * 1024) as server:
@@ -264,6 +258,7 @@ async def test_oversized_malformed_unsigned_and_wrong_kind_messages_are_dropped(
         await handled(server, len(hostile))
     assert handler.asked == []
     assert server.stats.asks_answered == 0
+    assert server.stats.for_asker == 1  # the reply: left to this node's asking side
     assert server.stats.dropped == {
         "bad_body": 1,
         "malformed": 1,
@@ -279,13 +274,9 @@ async def test_one_peer_is_held_to_its_own_rate_and_others_still_get_answers(rig
     other_key = os.urandom(32)
     async with serving(rig, handler, limits) as server:
         for i in range(5):
-            await post(
-                rig.bee, rig.batch, rig.server_inbox, ask_from(ASKER_KEY, f"q{i}", rig.asker_inbox)
-            )
+            await post_ask(rig, ASKER_KEY, f"q{i}")
         await handled(server, 5)
-        await post(
-            rig.bee, rig.batch, rig.server_inbox, ask_from(other_key, "mine", rig.asker_inbox)
-        )
+        await post_ask(rig, other_key, "mine")
         await handled(server, 6)
     # the burst of two, in whichever order the inbox delivered them; then the other peer
     assert sorted(text for sender, text in handler.asked if sender == ASKER) == ["q0", "q1"]
@@ -298,13 +289,10 @@ async def test_the_global_ask_rate_and_the_allowlist_hold(rig: Rig) -> None:
     handler = Handler()
     limits = AskLimits(rate=0.001, burst=2)
     async with serving(rig, handler, limits, allow=[ASKER, address_of(os.urandom(32))]) as server:
-        stranger = ask_from(os.urandom(32), "let me in", rig.asker_inbox)
-        await post(rig.bee, rig.batch, rig.server_inbox, stranger)
+        await post_ask(rig, os.urandom(32), "let me in")  # a stranger
         await handled(server, 1)
         for i in range(3):
-            await post(
-                rig.bee, rig.batch, rig.server_inbox, ask_from(ASKER_KEY, f"q{i}", rig.asker_inbox)
-            )
+            await post_ask(rig, ASKER_KEY, f"q{i}")
         await handled(server, 4)
     assert server.stats.dropped == {"not_allowed": 1, "busy": 1}
     assert len(handler.asked) == 2
@@ -314,16 +302,7 @@ async def test_the_global_ask_rate_and_the_allowlist_hold(rig: Rig) -> None:
 async def test_a_handler_past_the_deadline_is_cancelled_and_the_asker_told(rig: Rig) -> None:
     handler = Handler(delay=3600)
     async with serving(rig, handler, AskLimits(deadline_s=0.5)) as server:
-        reply = await ask_peer(
-            bee=rig.bee,
-            batch=rig.batch,
-            node_key=ASKER_KEY,
-            inbox=rig.asker_inbox,
-            address=SERVER,
-            peer_inbox=rig.server_inbox,
-            text="think hard",
-            deadline_s=20,
-        )
+        reply = await ask_server_reply(rig, "think hard")
     assert reply.text == TIMED_OUT_REPLY.format(deadline=0.5)
     assert handler.cancelled == 1
     assert server.stats.asks_timed_out == 1
@@ -336,16 +315,12 @@ async def test_asks_beyond_the_concurrency_cap_are_dropped_as_busy(rig: Rig) -> 
         max_concurrent=1, rate=1000, burst=1000, per_peer_rate=1000, per_peer_burst=1000
     )
     async with serving(rig, handler, limits) as server:
-        await post(
-            rig.bee, rig.batch, rig.server_inbox, ask_from(ASKER_KEY, "slow", rig.asker_inbox)
-        )
+        await post_ask(rig, ASKER_KEY, "slow")
         for _ in range(1000):  # until the slow ask is running (10 s at most)
             if handler.asked:
                 break
             await asyncio.sleep(0.01)
-        await post(
-            rig.bee, rig.batch, rig.server_inbox, ask_from(ASKER_KEY, "too", rig.asker_inbox)
-        )
+        await post_ask(rig, ASKER_KEY, "too")
         await handled(server, 2)
     assert [text for _, text in handler.asked] == ["slow"]
     assert server.stats.dropped == {"busy": 1}
@@ -356,16 +331,7 @@ async def test_nobody_answering_raises_a_timeout_naming_the_peer_and_the_deadlin
     rig: Rig,
 ) -> None:
     with pytest.raises(PeerAskTimeout, match=f"0x{SERVER.hex()} within 0.5 s"):
-        await ask_peer(
-            bee=rig.bee,
-            batch=rig.batch,
-            node_key=ASKER_KEY,
-            inbox=rig.asker_inbox,
-            address=SERVER,
-            peer_inbox=rig.server_inbox,
-            text="anyone?",
-            deadline_s=0.5,
-        )
+        await ask_server_reply(rig, "anyone?", deadline_s=0.5)
 
 
 def record(inbox: Inbox, capabilities: tuple[str, ...]) -> PeerRecord:
@@ -410,3 +376,79 @@ async def test_addresses_are_parsed_strictly() -> None:
     for bad in ("0x1234", "0x" + "zz" * 20, "", "0x" + "00" * 21):
         with pytest.raises(PeerAskError, match="not an address"):
             parse_address(bad)
+
+
+async def ask_server(rig: Rig, text: str, deadline_s: float = 20) -> str:
+    return (await ask_server_reply(rig, text, deadline_s)).text
+
+
+async def test_a_rate_limited_ask_is_refused_at_once_with_a_retry_hint(rig: Rig) -> None:
+    handler = Handler()
+    limits = AskLimits(per_peer_rate=0.01, per_peer_burst=1)  # one ask, then one per 100 s
+    async with serving(rig, handler, limits) as server:
+        assert await ask_server(rig, "first") == "re: first"
+        started = time.monotonic()
+        with pytest.raises(PeerAskRefused, match="refused the ask: rate_limited") as refused:
+            await ask_server(rig, "again", deadline_s=30)
+        assert time.monotonic() - started < 10  # told, not left to wait out the deadline
+        assert 90 <= refused.value.retry_after_s <= 101
+        assert f"retry in {refused.value.retry_after_s} s" in str(refused.value)
+        # A sender already told is not told again before its retry time: a flood of
+        # asks cannot turn into a flood of stamped refusals.
+        with pytest.raises(PeerAskTimeout):
+            await ask_server(rig, "and again", deadline_s=1.5)
+    assert [text for _, text in handler.asked] == ["first"]
+    assert server.stats.asks_refused == 1
+    assert server.stats.dropped == {"rate_limited": 2}
+
+
+async def test_a_refusal_signed_by_anyone_but_the_peer_does_not_end_the_ask(rig: Rig) -> None:
+    async with await rig.bee.gsoc_subscribe(rig.server_inbox.address) as peer_side:
+        asking = asyncio.create_task(ask_server(rig, "are you there?"))
+        ask_id = open_envelope((await peer_side.receive(10))[1:]).id
+    forged = seal(Refusal(ask_id, "busy", 3600), os.urandom(32))
+    await post(rig.bee, rig.batch, rig.asker_inbox, forged)
+    await asyncio.sleep(0.3)
+    assert not asking.done()  # a stranger cannot make us give up on the peer
+    await post(rig.bee, rig.batch, rig.asker_inbox, seal(Reply(ask_id, "yes"), SERVER_KEY))
+    assert await asyncio.wait_for(asking, 20) == "yes"
+
+
+async def test_a_node_that_asks_and_serves_on_one_inbox_counts_no_drop_for_its_replies(
+    rig: Rig,
+) -> None:
+    """The asker runs its own server on its inbox, as `noosphere node` does: the reply
+    reaches the asking side and the asker's server counts it as mail for the asker."""
+    asker_server = KnowledgeServer(
+        bee=rig.bee, batch=rig.batch, node_key=ASKER_KEY, inbox=rig.asker_inbox,
+        index=rig.index, model=MODEL, answer_ask=Handler(),
+    )  # fmt: skip
+    async with running(asker_server):
+        async with serving(rig, Handler()):
+            assert await ask_server(rig, "both ways?") == "re: both ways?"
+        await handled(asker_server, 1)
+    assert asker_server.stats.for_asker == 1
+    assert not asker_server.stats.dropped
+    assert asker_server.stats.asks_answered == 0
+
+
+# EIP-55's published examples (https://eips.ethereum.org/EIPS/eip-55)
+EIP55 = (
+    "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+    "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+    "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+    "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+)
+
+
+async def test_mixed_case_addresses_must_carry_a_valid_eip55_checksum() -> None:
+    for good in EIP55:
+        assert checksummed(bytes.fromhex(good[2:])) == good
+        assert parse_address(good) == bytes.fromhex(good[2:])
+        assert parse_address(good.lower()) == parse_address(good.upper()[2:])
+        at = next(i for i, c in enumerate(good) if i > 1 and c.isalpha())
+        typo = good[:at] + good[at].swapcase() + good[at + 1 :]  # one letter's case flipped
+        with pytest.raises(PeerAskError, match="EIP-55 checksum"):
+            parse_address(typo)
+    with pytest.raises(PeerAskError, match="not an address"):
+        parse_address("0x" + "ab " * 20)

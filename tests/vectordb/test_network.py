@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import msgpack
 import numpy as np
@@ -27,7 +28,7 @@ from swarm_vectordb.bee.devnode import DevNode
 from swarm_vectordb.bee.records import BatchId
 from swarm_vectordb.embedding import Embedder
 from swarm_vectordb.index import ChunkRef, IndexedChunk, VectorIndex
-from swarm_vectordb.network import network_search
+from swarm_vectordb.network import NetworkResult, network_search
 from swarm_vectordb.peers import Inbox, PeerDirectory, node_inbox, post, publish_record
 from swarm_vectordb.protocol import (
     Answer,
@@ -53,6 +54,15 @@ class ServingPeer:
     address: bytes
     process: asyncio.subprocess.Process
     chunks: list[tuple[bytes, str, np.ndarray]]
+
+
+class Asker(Protocol):
+    """What `ask` needs: a Bee node and batch, the embedder, the asking node's key."""
+
+    bee: BeeClient
+    batch: BatchId
+    embedder: Embedder
+    asker_key: bytes
 
 
 @dataclass
@@ -109,6 +119,14 @@ async def wait_ready(peer: ServingPeer) -> None:
     assert line.strip().lower() == b"0x" + peer.address.hex().encode(), line
 
 
+async def kill(peers: list[ServingPeer]) -> None:
+    """Kill the serving peers still running (a fixture's teardown)."""
+    for peer in peers:
+        if peer.process.returncode is None:
+            peer.process.kill()
+            await peer.process.wait()
+
+
 async def stop(peer: ServingPeer) -> str:
     if peer.process.returncode is None:
         peer.process.send_signal(signal.SIGTERM)
@@ -129,16 +147,17 @@ async def net(tmp_path: Path) -> AsyncIterator[Net]:
         await asyncio.gather(*(wait_ready(p) for p in peers))
         yield Net(node, bee, batch, embedder, peers, os.urandom(32))
     finally:
-        for peer in peers:
-            if peer.process.returncode is None:
-                peer.process.kill()
-                await peer.process.wait()
+        await kill(peers)
         await embedder.aclose()
         await bee.aclose()
         await node.aclose()
 
 
-async def ask(net: Net, text: str, addresses: list[bytes], *, deadline: float = 20.0, k: int = 10):
+async def ask(
+    net: Asker, text: str, addresses: list[bytes], *, deadline: float = 20.0, k: int = 10
+) -> tuple[NetworkResult, np.ndarray]:
+    """A network search from the asker's own inbox to the peers at `addresses`; the
+    result and the query's vector."""
     directory = PeerDirectory()
     await directory.refresh(net.bee, addresses, max_bytes=1 << 20)
     me = bytes.fromhex(Account.from_key(net.asker_key).address[2:])

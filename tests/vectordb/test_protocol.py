@@ -21,6 +21,7 @@ from swarm_vectordb.protocol import (
     Hit,
     PeerRecord,
     Query,
+    Refusal,
     ReplayGuard,
     Reply,
     canonical,
@@ -70,6 +71,7 @@ BODIES = [
     Answer(b"\x03" * 16, (Hit("chunk text", 0.75, b"\x04" * 32, "a.md"),)),
     Ask("What is a BMT?", b"\x05" * 64),
     Reply(b"\x06" * 16, "A binary Merkle tree."),
+    Refusal(b"\x07" * 16, "rate_limited", 42),
     peer_record(),
 ]
 
@@ -241,6 +243,11 @@ def test_bad_envelope_fields(field: str, value: object, reason: str) -> None:
         Answer(b"\x03" * 16, (Hit("t", float("nan"), b"\x04" * 32, "s"),)),
         Answer(b"\x03" * 16, (Hit("t" * 20_000, 0.5, b"\x04" * 32, "s"),)),
         Ask("x" * 10_000, b"\x05" * 64),
+        Refusal(b"\x07" * 16, "I refuse because <free text>", 1),  # only known reasons
+        Refusal(b"\x07" * 16, "busy", -1),
+        Refusal(b"\x07" * 16, "busy", 10**9),
+        Refusal(b"\x07" * 15, "busy", 1),
+        Refusal(b"\x07" * 16, ["busy"], 1),  # type: ignore[arg-type]
     ],
 )
 def test_bodies_outside_the_schema_are_rejected(body: object) -> None:

@@ -28,6 +28,7 @@ from swarm_vectordb.network import KnowledgeServer, PostageBudget, stamped_chunk
 from swarm_vectordb.peers import Inbox, node_inbox, post
 from swarm_vectordb.protocol import Answer, Query, open_envelope, seal
 from swarm_vectordb.routing import text_reference
+from tests.vectordb.knowledge_server import running
 
 pytestmark = [pytest.mark.integration, pytest.mark.asyncio]
 
@@ -92,13 +93,8 @@ async def serving(rig: Rig, request: pytest.FixtureRequest) -> AsyncIterator[Kno
         model=MODEL,
         **request.param,
     )
-    serving = asyncio.create_task(server.serve())
-    try:
-        await asyncio.wait_for(server.ready.wait(), 10)
+    async with running(server, stop_within=10):
         yield server
-    finally:
-        await server.stop()
-        await asyncio.wait_for(serving, 10)
 
 
 async def flood(rig: Rig, server: KnowledgeServer, messages: Sequence[bytes]) -> None:
