@@ -49,6 +49,14 @@ class ServiceError(NoosphereError):
     running node's API) could not be reached, opened or used; the message says which."""
 
 
+class PeerRefusedError(ServiceError):
+    """A peer turned an ask away (signed: rate limited or busy); retry after `retry_after_s`."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class IdentityError(NoosphereError):
     """Something is wrong with the node's key."""
 

@@ -41,7 +41,13 @@ def timed(t0: float, stamps: list[float], tokens: int, text: str) -> Run:
 
 
 def raw_run(raw: Any, prompt: list[int], params: SamplingParams) -> Run:
-    """`prompt` streamed through raw llama-cpp-python (blocking: run it in a thread)."""
+    """`prompt` streamed through raw llama-cpp-python (blocking: run it in a thread).
+
+    The prompt is evaluated from scratch (`reset` drops the tokens of the previous
+    run, which llama-cpp-python would otherwise reuse as a prefix), as the node does by
+    default (`model.prompt_cache = false`): both sides pay for the whole prompt.
+    """
+    raw.reset()
     t0 = time.perf_counter()
     stamps: list[float] = []
     text: list[str] = []

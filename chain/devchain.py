@@ -150,8 +150,16 @@ class AnvilChain:
 
     @classmethod
     async def start(
-        cls, *, port: int | None = None, host: str = "127.0.0.1", binary: Path | None = None
+        cls,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        binary: Path | None = None,
+        block_time: int = 0,
     ) -> AnvilChain:
+        """Start anvil. `block_time` > 0 also mines an empty block every that many seconds
+        (transactions are still mined at once), so chain time passes on an idle chain, as
+        on a real one; 0 mines only on transactions."""
         binary = binary or find_anvil()
         if binary is None:
             raise DevChainError(
@@ -161,6 +169,8 @@ class AnvilChain:
         port = port or free_port(host)
         args = [str(binary), "--quiet", "--host", host, "--port", str(port)]
         args += ["--chain-id", str(ANVIL_CHAIN_ID)]
+        if block_time > 0:
+            args += ["--block-time", str(block_time), "--mixed-mining"]
         log_file = tempfile.TemporaryFile()  # noqa: SIM115 - owned by the AnvilChain, closed in aclose
         try:
             process = await asyncio.create_subprocess_exec(

@@ -6,7 +6,8 @@ Both live in the node home and are private to its owner::
     <home>/node.json    {"url", "pid", "started", "version"}, written atomically (0600)
                         once the API listens, removed when it closes
     <home>/node.lock    held (flock) by the running node for its whole life; it holds
-                        the node's pid, for messages only
+                        the node's pid, for messages only. Commands that work on the
+                        home's index in their own process hold it shared meanwhile.
 
 `node.json` only tells clients where to go; whether a node runs is the lock's to say.
 The kernel drops a flock when its process dies, however it dies (`kill -9`
@@ -165,6 +166,54 @@ class NodeLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+class SharedUse:
+    """A shared flock on `<home>/node.lock`: an in-process command using the home's index.
+
+    Any number of commands may share it; a node cannot start while one does, and none
+    can take it while a node runs. Held until `release` or the process's end.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, home: Path) -> SharedUse | None:
+        """The shared lock, or None when a node holds the home."""
+        fd = os.open(
+            home / LOCK_FILE_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600
+        )
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __del__(self) -> None:  # dropped, not released: the command is done with the home
+        self.release()
+
+
+def used_by_commands(home: Path) -> bool:
+    """Whether what keeps a node from locking `home` is only commands sharing it (a node
+    holding it would refuse the shared lock too). Takes the shared lock for an instant."""
+    try:
+        use = SharedUse.acquire(home)
+    except OSError:
+        return False
+    if use is None:
+        return False
+    use.release()
+    return True
 
 
 def lock_holder(home: Path) -> int | None:

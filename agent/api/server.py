@@ -44,6 +44,7 @@ from agent.api.errors import (
     AUTHENTICATION,
     INVALID_REQUEST,
     NOT_FOUND,
+    RATE_LIMIT,
     SERVER,
     ApiSetupError,
     HttpError,
@@ -53,7 +54,7 @@ from agent.api.errors import (
 from agent.api.gate import ModelGate
 from agent.api.state import STATE, ApiState
 from agent.config import ApiConfig
-from agent.errors import ConfigError, NoosphereError, ServiceError
+from agent.errors import ConfigError, NoosphereError, PeerRefusedError, ServiceError
 from agent.home import NodeHome
 from agent.llm import SamplingParams
 
@@ -241,6 +242,10 @@ async def _error_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     except ConfigError as exc:  # a value the request supplied, named by the node
         return _error_response(400, bad_request(exc.problem, exc.key).body(), {})
+    except PeerRefusedError as exc:  # the peer said when to come back: so do we
+        body = error_body(str(exc), type=RATE_LIMIT, code="peer_refused")
+        retry = {"Retry-After": str(max(1, exc.retry_after_s))}
+        return _error_response(429, body, retry)
     except ServiceError as exc:  # Swarm, the index, the chain or a peer failed
         log.warning("%s %s failed: %s", request.method, request.path, exc)
         body = error_body(str(exc), type=SERVER, code="service_unavailable")

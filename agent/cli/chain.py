@@ -55,17 +55,32 @@ def chain_group() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8545, show_default=True)
 @click.option("--fund", multiple=True, metavar="ADDRESS", help="Also fund this address.")
+@click.option(
+    "--block-time",
+    type=click.IntRange(0, 3600),
+    default=1,
+    show_default=True,
+    help="Also mine an empty block every N seconds, so chain time passes while idle "
+    "(challenge windows end); 0: mine only on transactions.",
+)
 @deployment_option
 @click.pass_obj
 def dev(
-    state: CliState, host: str, port: int, fund: tuple[str, ...], deployment_file: Path | None
+    state: CliState,
+    host: str,
+    port: int,
+    fund: tuple[str, ...],
+    block_time: int,
+    deployment_file: Path | None,
 ) -> None:
     """Run anvil, deploy every contract, fund dev accounts; stop on SIGINT/SIGTERM."""
     out = deployment_path(state, deployment_file)
-    handled(lambda: run(_dev(state, host, port, list(fund), out)))()
+    handled(lambda: run(_dev(state, host, port, list(fund), block_time, out)))()
 
 
-async def _dev(state: CliState, host: str, port: int, fund: list[str], out: Path) -> None:
+async def _dev(
+    state: CliState, host: str, port: int, fund: list[str], block_time: int, out: Path
+) -> None:
     from agent import identity
     from chain.client import close_web3, make_web3
     from chain.deploy import deploy_all
@@ -80,7 +95,7 @@ async def _dev(state: CliState, host: str, port: int, fund: list[str], out: Path
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        anvil = await AnvilChain.start(host=host, port=port)
+        anvil = await AnvilChain.start(host=host, port=port, block_time=block_time)
     except ChainError as exc:
         raise ChainCommandError(str(exc)) from exc
     try:

@@ -22,7 +22,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
@@ -50,6 +50,7 @@ class CliState:
     _config: Config | None = None
     env_password: str | None = field(default=None, repr=False)  # NOOSPHERE_PASSWORD, taken
     use_node: bool = True  # False with --no-node
+    _home_use: Any = field(default=None, repr=False)  # SharedUse while working in-process
 
     def running_node(self) -> NodeClient | None:
         """A client of the node running for this home, when this command may use it.
@@ -67,14 +68,30 @@ class CliState:
         """Stop `what` in this process when a node runs for this home anyway (it was
         not used: `--no-node`, `--config`, `--set`): the node owns the index."""
         from agent.api.client import NodeClient
+        from agent.api.discovery import SharedUse, lock_holder
 
         found = NodeClient.discover(self.home.root)
         if found is not None:
-            raise ConfigError(
-                "node",
-                f"a node is running for {self.home.root} ({found.url}) and owns its index; "
-                f"{what} through it (without --no-node, --config or --set), or stop it first",
-            )
+            self._refuse(what, f" ({found.url})")
+        if not self.home.root.is_dir() or self._home_use is not None:
+            return
+        # A headless node (no API, so no node.json) is found by its lock; holding the lock
+        # shared keeps a node from starting while this command works on the index.
+        try:
+            self._home_use = SharedUse.acquire(self.home.root)
+        except OSError as exc:
+            problem = f"cannot lock {self.home.root}/node.lock: {exc.strerror}"
+            raise ConfigError("node", problem) from None
+        if self._home_use is None:
+            pid = lock_holder(self.home.root)
+            self._refuse(what, f" (pid {pid})" if pid is not None else "")
+
+    def _refuse(self, what: str, where: str) -> NoReturn:
+        raise ConfigError(
+            "node",
+            f"a node is running for {self.home.root}{where} and owns its index; "
+            f"{what} through it (without --no-node, --config or --set), or stop it first",
+        )
 
     @property
     def config(self) -> Config:

@@ -192,7 +192,7 @@ def _claim_home(home: Path) -> NodeLock | None:
     """This process's lock on `home` (None when there is no home yet: the key is missing
     and loading it says so); a `ConfigError` when another node holds it, even one that
     is stopped or too busy to answer."""
-    from agent.api.discovery import NodeLock, lock_holder, read_node_file
+    from agent.api.discovery import NodeLock, lock_holder, read_node_file, used_by_commands
 
     if not home.is_dir():
         return None
@@ -201,6 +201,12 @@ def _claim_home(home: Path) -> NodeLock | None:
     except OSError as exc:
         raise ConfigError("node", f"cannot lock {home}/node.lock: {exc.strerror}") from None
     if lock is None:
+        if used_by_commands(home):
+            raise ConfigError(
+                "node",
+                f"another noosphere command is working on {home}'s index in its own "
+                "process (--no-node, --config or --set); let it finish, then start the node",
+            )
         pid, address = lock_holder(home), read_node_file(home)
         where = f" at {address.url}" if address is not None and address.pid == pid else ""
         held = f" (pid {pid})" if pid is not None else ""

@@ -196,7 +196,8 @@ class Scenario:
             done(", ".join(f"{label} {a[:10]}" for label, a in self.addresses.items()))
         async with self.step("chain dev", "dev chain") as done:
             funds = [arg for a in self.addresses.values() for arg in ("--fund", a)]
-            args = ["chain", "dev", "--port", str(free_port()), *funds]
+            # The demo moves the clock itself: no block (and no window's end) by time alone.
+            args = ["chain", "dev", "--port", str(free_port()), "--block-time", "0", *funds]
             chain = await self.sup.start(self.infra, "chain-dev", *args)
             info = json.loads(await chain.wait_for("rpc_url", START_TIMEOUT_S))
             rpc_url = str(info["rpc_url"])

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from agent.errors import NoosphereError, ServiceError
+from agent.errors import NoosphereError, PeerRefusedError, ServiceError
 
 
 @contextmanager
@@ -20,7 +20,7 @@ def translated(what: str) -> Iterator[None]:
     """Errors of the packages below the agent, as `ServiceError` naming `what` failed."""
     from chain.errors import ChainError
     from swarm_vectordb.bee.errors import SwarmError
-    from swarm_vectordb.errors import PeerAskError, VectorDBError
+    from swarm_vectordb.errors import PeerAskError, PeerAskRefused, VectorDBError
 
     try:
         yield
@@ -34,6 +34,8 @@ def translated(what: str) -> Iterator[None]:
         raise
     except SwarmError as exc:
         raise ServiceError(f"{what}: Swarm: {exc}") from None
+    except PeerAskRefused as exc:
+        raise PeerRefusedError(f"{what}: {exc}", exc.retry_after_s) from None
     except PeerAskError as exc:
         raise ServiceError(f"{what}: {exc}") from None
     except VectorDBError as exc:

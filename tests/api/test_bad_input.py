@@ -225,3 +225,29 @@ async def test_bodies_over_the_cap_are_413_on_every_node_route(small_api: Api) -
         assert status == 413, path
         assert_error_shape(reply, code="request_too_large")
     await assert_still_serving(api)
+
+
+async def test_a_peers_signed_refusal_is_a_429_with_its_retry_time(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The refusal itself is exercised over Swarm in tests/vectordb/test_asks.py; here the
+    Swarm side raises it (the fault) and the node must pass the peer's retry time on."""
+    from swarm_vectordb.errors import PeerAskRefused
+
+    async def refused(address: bytes, question: str) -> object:
+        raise PeerAskRefused(f"0x{address.hex()} refused the ask: rate_limited", "rate_limited", 42)
+
+    monkeypatch.setattr(api.node, "_ask_peer", refused)
+    headers = {**api.auth(), "Content-Type": JSON}
+    body = json.dumps({"address": ADDRESS, "question": "hello?"}).encode()
+    async with (
+        aiohttp.ClientSession(timeout=TIMEOUT) as session,
+        session.post(api.url + "/api/peer-ask", data=body, headers=headers) as resp,
+    ):
+        assert resp.status == 429
+        assert resp.headers["Retry-After"] == "42"
+        reply = await resp.json()
+    assert reply["error"]["type"] == "rate_limit_error"
+    assert reply["error"]["code"] == "peer_refused"
+    assert "rate_limited" in reply["error"]["message"]
+    await assert_still_serving(api)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from agent.api.client import NodeApiError, NodeClient
-from agent.api.discovery import NodeLock, lock_holder
+from agent.api.discovery import NodeLock, SharedUse, lock_holder
+from tests.conftest import Cli
 
 HOLDER = """
 import sys, time
@@ -118,3 +119,47 @@ def test_a_node_that_closes_the_connection_is_reported_in_one_line(reply: bytes,
     with dying_node(reply) as client, pytest.raises(NodeApiError) as caught:
         client.search("anything")
     assert str(caught.value) == f"the node at {client.url} went away {when}: did it stop?"
+
+
+def test_a_headless_node_without_an_api_still_keeps_in_process_commands_off_its_index(
+    cli: Cli,
+) -> None:
+    """`serve` without `--api-port` writes no node.json: only its lock says it runs."""
+    assert cli("init").returncode == 0
+    node = holder(cli.home)  # holds node.lock as a running node does
+    try:
+        assert not (cli.home / "node.json").exists()
+        for args in (["--no-node", "search", "anything"], ["--no-node", "ingest", __file__]):
+            refused = cli(*args)
+            assert refused.returncode != 0, refused.stdout
+            assert f"a node is running for {cli.home} (pid {node.pid})" in refused.stderr
+            assert "Traceback" not in refused.stderr
+    finally:
+        node.kill()
+        node.wait()
+        assert node.stdout is not None
+        node.stdout.close()
+    assert not (cli.home / "data").exists() or not any((cli.home / "data").rglob("*.wal"))
+
+
+def test_a_node_does_not_start_while_a_command_works_on_its_index(cli: Cli) -> None:
+    assert cli("init").returncode == 0
+    use = SharedUse.acquire(cli.home)  # what an in-process `--no-node ingest` holds
+    assert use is not None
+    try:
+        assert NodeLock.acquire(cli.home) is None
+        other = SharedUse.acquire(cli.home)  # other commands may share it
+        assert other is not None
+        other.release()
+        started = cli("node", "--no-api", timeout=60)
+        assert started.returncode != 0
+        assert "another noosphere command is working on" in started.stderr
+        assert "Traceback" not in started.stderr
+    finally:
+        use.release()
+    lock = NodeLock.acquire(cli.home)  # the command is done: a node may start
+    assert lock is not None
+    try:
+        assert SharedUse.acquire(cli.home) is None  # and commands now stay off
+    finally:
+        lock.release()

@@ -8,9 +8,13 @@ import select
 import signal
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
+from eth_account import Account
 
 from chain.compile import NPM_INSTALL
 from chain.devchain import find_anvil, free_port
@@ -23,10 +27,16 @@ pytestmark = [
 START_TIMEOUT_S = 60
 
 
-def start_dev_chain(cli: Cli, port: int) -> tuple[subprocess.Popen[str], dict[str, object]]:
+def start_dev_chain(
+    cli: Cli, port: int, *extra: str
+) -> tuple[subprocess.Popen[str], dict[str, object]]:
+    """`chain dev`; mining only on transactions unless `extra` sets `--block-time`: these
+    tests move the chain's clock themselves (a challenge window must not pass by itself)."""
     exe = Path(sys.executable).with_name("noosphere")
+    if "--block-time" not in extra:
+        extra = (*extra, "--block-time", "0")
     process = subprocess.Popen(
-        [str(exe), "chain", "dev", "--port", str(port)],
+        [str(exe), "chain", "dev", "--port", str(port), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -85,6 +95,9 @@ def test_dev_chain_and_chain_commands(cli: Cli) -> None:
         assert [(j["job_id"], j["status"], j["reward"]) for j in listed] == [(1, 1, 25 * 10**16)]
         detail = cli(*url, "job", "show", "1", "--json")
         assert json.loads(detail.stdout)["spec"]["steps"] == 16
+        shown_text = cli(*url, "job", "show", "1").stdout.splitlines()
+        assert "status           POSTED" in shown_text  # names and ether for people
+        assert "reward           0.25 ETH" in shown_text
 
         unknown = cli(*url, "job", "show", "7")
         assert unknown.returncode == 1
@@ -101,3 +114,63 @@ def test_dev_chain_and_chain_commands(cli: Cli) -> None:
                 if stream is not None:
                     stream.close()
     assert os.path.exists(str(info["deployment_file"]))
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _rpc(url: str, method: str, params: list[object]) -> Any:
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        answer = json.load(reply)
+    assert "error" not in answer, answer
+    return answer["result"]
+
+
+def _head(url: str) -> int:
+    return int(_rpc(url, "eth_blockNumber", []), 16)
+
+
+@pytest.mark.parametrize("block_time", [1, 0])
+def test_chain_dev_time_passes_while_idle_and_transactions_mine_at_once(
+    cli: Cli, block_time: int
+) -> None:
+    """A challenge window must end on an idle dev chain, as on a real one (`--block-time`)."""
+    process, info = start_dev_chain(cli, free_port(), "--block-time", str(block_time))
+    try:
+        url = str(info["rpc_url"])
+        dev = info["dev_accounts"][0]  # type: ignore[index]
+        before = _head(url)
+        time.sleep(3.5)
+        idle = _head(url) - before
+        if block_time:
+            assert idle >= 2  # about one block a second with nobody sending anything
+        else:
+            assert idle == 0  # mined only on transactions
+        signed = Account.sign_transaction(
+            {
+                "to": dev["address"],
+                "value": 1,
+                "gas": 21_000,
+                "gasPrice": int(_rpc(url, "eth_gasPrice", []), 16),
+                "nonce": int(_rpc(url, "eth_getTransactionCount", [dev["address"], "pending"]), 16),
+                "chainId": int(_rpc(url, "eth_chainId", []), 16),
+            },
+            dev["private_key"],
+        )
+        tx = _rpc(url, "eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()])
+        receipt = _rpc(url, "eth_getTransactionReceipt", [tx])  # no wait: mined at once
+        assert receipt is not None
+        assert int(receipt["status"], 16) == 1
+    finally:
+        _stop(process)
