@@ -104,22 +104,15 @@ def test_dev_chain_and_chain_commands(cli: Cli) -> None:
         assert "JobNotFound" in unknown.stderr
         assert json.loads(cli(*url, "registry", "show", "--json").stdout) == []
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            assert process.wait(timeout=20) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
-            for stream in (process.stdout, process.stderr):
-                if stream is not None:
-                    stream.close()
+        assert stop_dev_chain(process) == 0
     assert os.path.exists(str(info["deployment_file"]))
 
 
-def _stop(process: subprocess.Popen[str]) -> None:
+def stop_dev_chain(process: subprocess.Popen[str]) -> int:
+    """SIGTERM, then SIGKILL if it is still there after 20 s; its exit status."""
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=20)
+        return process.wait(timeout=20)
     finally:
         if process.poll() is None:
             process.kill()
@@ -173,4 +166,4 @@ def test_chain_dev_time_passes_while_idle_and_transactions_mine_at_once(
         assert receipt is not None
         assert int(receipt["status"], 16) == 1
     finally:
-        _stop(process)
+        stop_dev_chain(process)
