@@ -23,6 +23,7 @@ process now runs; `cuda_unavailable` says, in torch's words, why CUDA cannot be 
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, fields
 from typing import Any
@@ -41,10 +42,12 @@ __all__ = [
     "cuda_unavailable",
     "current_profile",
     "pin_profile",
+    "read_profile_file",
     "require_profile",
 ]
 
 PROFILE_VERSION = 1
+MAX_PROFILE_FILE = 64 * 1024  # a profile is a few hundred bytes
 DEVICES = ("cpu", "cuda")
 CUBLAS_WORKSPACE = ":4096:8"  # cuBLAS's documented setting for deterministic results
 CUDA_FIELDS = ("gpu", "cuda_version", "cudnn_version", "cublas_workspace", "tf32")
@@ -116,6 +119,10 @@ class ExecutionProfile:
                 f"CUBLAS_WORKSPACE_CONFIG={self.cublas_workspace or 'unset'}, {tf32})"
             )
         return line
+
+    def as_json(self) -> dict[str, Any]:
+        """What `noosphere train profile --json` prints and `job post --profile` reads."""
+        return {"hash": self.hash.hex(), "describe": self.describe(), "profile": self.as_document()}
 
     def encode(self) -> bytes:
         """Canonical bytes: a msgpack map with sorted keys and a version."""
@@ -192,6 +199,44 @@ def current_profile(device: str = "cpu") -> ExecutionProfile:
         cublas_workspace=os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
         tf32=bool(torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32),
     )
+
+
+def read_profile_file(path: os.PathLike[str] | str) -> ExecutionProfile:
+    """The profile in a JSON file: `as_json`'s object or the bare profile map.
+
+    `ValueError` naming what is wrong: unreadable, too large, not JSON, not a profile,
+    or a ``hash`` that is not the profile's own (a hand-edited field).
+    """
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_PROFILE_FILE + 1)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_PROFILE_FILE:
+        raise ValueError(f"{path} is larger than {MAX_PROFILE_FILE} bytes: not a profile")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path} is not JSON: {exc}") from None
+    claimed = None
+    if isinstance(document, dict) and "profile" in document:
+        claimed = document.get("hash")
+        document = document["profile"]
+    try:
+        profile = ExecutionProfile.from_document(document)
+    except ValueError as exc:
+        raise ValueError(f"{path} is not an execution profile: {exc}") from None
+    if not profile.deterministic or profile.dtype != "float32" or not 1 <= profile.threads <= 256:
+        raise ValueError(
+            f"{path}: a job's profile is float32, deterministic, 1 to 256 threads; "
+            f"this one is {profile.describe()}"
+        )
+    if claimed is not None and claimed != profile.hash.hex():
+        raise ValueError(
+            f"{path}: hash {str(claimed)[:80]} is not the profile's own ({profile.hash.hex()}): "
+            "was a field edited?"
+        )
+    return profile
 
 
 def _pin_cuda() -> None:

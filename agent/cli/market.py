@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from agent.node import Node
     from agent.runtime.components import SwarmAccess
     from chain.client import ChainClient
+    from trainer.profile import ExecutionProfile
 
 
 # ---------------------------------------------------------------- job
@@ -62,7 +63,17 @@ _VERDICTS = {"correct": 1, "wrong": 2, "unavailable": 3}  # chain.records.Verdic
 @click.option("--batch-size", type=click.IntRange(1), default=4, show_default=True)
 @click.option("--seq-len", type=click.IntRange(2), default=128, show_default=True)
 @click.option("--checkpoint-every", type=click.IntRange(1), default=2, show_default=True)
-@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+@click.option(
+    "--threads",
+    type=click.IntRange(1, 256),
+    help="Threads of the job's CPU profile, pinned here (default 2).",
+)
+@click.option(
+    "--profile",
+    "profile_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The job's execution profile: `train profile --json` from the workers' kind of machine.",
+)
 @click.option("--steps", type=click.IntRange(1, 2**32 - 1), required=True)
 @click.option("--seed", type=click.IntRange(0, 2**64 - 1), default=0, show_default=True)
 @click.option("--reward", required=True, help="Reward in ether, escrowed now.")
@@ -84,7 +95,8 @@ def job_post(
     batch_size: int,
     seq_len: int,
     checkpoint_every: int,
-    threads: int,
+    threads: int | None,
+    profile_file: Path | None,
     steps: int,
     seed: int,
     reward: str,
@@ -104,7 +116,8 @@ def job_post(
             knobs = {"rank": rank, "learning_rate": lr, "batch_size": batch_size}
             knobs |= {"seq_len": seq_len, "checkpoint_every": checkpoint_every}
             swarm = await node.swarm()
-            hyper_ref = SwarmRef(await post_document(client, swarm, dao, manifest, knobs, threads))
+            document = await post_document(client, swarm, dao, manifest, knobs, profile)
+            hyper_ref = SwarmRef(document)
         block = await client.tx.rpc(client.tx.w3.eth.get_block("latest"))
         spec = JobSpec(
             dao=handle.address,
@@ -119,6 +132,7 @@ def job_post(
         job_id, _ = await client.market.post_job(spec, wei)
         click.echo(job_id)
 
+    profile = job_profile(hyperparams, threads, profile_file)
     model_ref = parse_ref(base_model) if base_model else node_model_hash(state)
     wei = parse_ether(reward)
 
@@ -280,19 +294,23 @@ async def post_document(
     dao: str,
     manifest: str | None,
     hyperparams: dict[str, float | int],
-    threads: int,
+    profile: ExecutionProfile | None,
 ) -> bytes:
     """Upload the job document for `job post` without --hyperparams; its reference.
 
     The dataset manifest is --manifest or the description the DAO stored with its
     current root (`dataset create ROOT MANIFEST_REF`); either way its Merkle root
-    must be the DAO's current root.
+    must be the DAO's current root. `profile` None is this machine's CPU profile at
+    2 threads.
     """
     from trainer.dataset import fetch_manifest
     from trainer.errors import TrainerError
     from trainer.jobspec import JobDocument, upload_job_document
     from trainer.profile import pin_profile
     from trainer.step import Hyperparams
+
+    if profile is None:
+        profile = pin_profile(2)
 
     handle = client.dao(dao)
     root = bytes(await handle.current_root())
@@ -316,10 +334,31 @@ async def post_document(
                 f"manifest {manifest_ref.hex()} has root {found.root.hex()}, "
                 f"not the DAO's current root {root.hex()}"
             )
-        document = JobDocument(hp, pin_profile(threads), manifest_ref, root)
+        document = JobDocument(hp, profile, manifest_ref, root)
         return await upload_job_document(swarm.bee, swarm.batch, document)
     except TrainerError as exc:
         raise TrainCommandError(f"dataset manifest {manifest_ref.hex()}: {exc}") from None
+
+
+def job_profile(
+    hyperparams: str | None, threads: int | None, profile_file: Path | None
+) -> ExecutionProfile | None:
+    """The profile `job post` pins: --profile's file, this CPU at --threads, or None (the
+    default, this CPU at 2 threads); a usage error for options that cannot go together."""
+    if hyperparams is not None and (threads is not None or profile_file is not None):
+        raise click.UsageError("--hyperparams is a finished job document: no --threads/--profile")
+    if threads is not None and profile_file is not None:
+        raise click.UsageError("--profile fixes the threads: pass --threads or --profile, not both")
+    from trainer.profile import pin_profile, read_profile_file
+
+    if profile_file is not None:
+        try:
+            profile = read_profile_file(profile_file)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--profile") from None
+        click.echo(f"job profile {profile.hash.hex()[:16]}...: {profile.describe()}", err=True)
+        return profile
+    return pin_profile(threads) if threads is not None else None
 
 
 def node_model_hash(state: CliState) -> bytes:

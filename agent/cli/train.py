@@ -4,6 +4,7 @@
     noosphere train worker --opt-in [--max-jobs N] [--threads T] [--max-memory GB]
                            [--device cpu|cuda] [--yes]
     noosphere train validator [--stake ETH] [--once] [--yes]
+    noosphere train profile [--device cpu|cuda] [--threads T] [--json]
     noosphere adapter fetch JOB
 
 The library work lives in `trainer.worker`, `trainer.validator` and
@@ -28,6 +29,7 @@ from agent.cli.common import (
     confirm,
     exit_without_collecting,
     handle_errors,
+    json_option,
     model_path,
     parse_ether,
     with_client_and_swarm,
@@ -295,6 +297,33 @@ def train_validator(
 
     with_client_and_swarm(state, deployment_file, work, signer=True)
     exit_without_collecting()
+
+
+@train.command("profile")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--threads", type=click.IntRange(1, 256), default=2, show_default=True)
+@json_option
+@handle_errors
+def train_profile(device: str, threads: int, as_json: bool) -> None:
+    """Print the execution profile this machine trains under (what `job post --profile` reads).
+
+    A requester posts a job for machines unlike its own (a GPU worker's, another CPU's)
+    with the JSON a worker there prints: `noosphere train profile --device cuda --json`.
+    """
+    import json
+
+    from trainer.errors import DeviceUnavailable
+    from trainer.profile import pin_profile
+
+    try:
+        profile = pin_profile(threads, device)
+    except DeviceUnavailable as exc:
+        raise TrainCommandError(f"--device {device}: {exc}") from None
+    if as_json:
+        click.echo(json.dumps(profile.as_json(), indent=2))
+        return
+    click.echo(f"profile {profile.hash.hex()}")
+    click.echo(profile.describe())
 
 
 # ---------------------------------------------------------------- adapter

@@ -43,6 +43,14 @@ pytestmark = [
 ]
 ETHER = 10**18
 WINDOW = 600
+GPU_STACK = {  # what `train profile --device cuda --json` adds on a GPU worker
+    "device": "cuda",
+    "gpu": "NVIDIA H200",
+    "cuda_version": "13.0",
+    "cudnn_version": "92000",
+    "cublas_workspace": ":4096:8",
+    "tf32": False,
+}
 CORPUS = {
     "a.txt": "Rivers carry water from mountains to the sea. " * 12,
     "b.txt": "Bees collect nectar and make honey in their hives. " * 12,
@@ -122,7 +130,11 @@ class Market:
 
 
 @contextmanager
-def market(cli: Cli, swarm_url: str, tmp_path: Path) -> Iterator[Market]:
+def market(
+    cli: Cli, swarm_url: str, tmp_path: Path, *, gpu_job_first: bool = False
+) -> Iterator[Market]:
+    """`gpu_job_first`: job 1 is posted with `--profile` for a GPU worker's profile (from
+    this machine's `train profile --json` plus a GPU stack), the CPU job is job 2."""
     worker = Cli(tmp_path / "wh", {**cli.env, "NOOSPHERE_HOME": str(tmp_path / "wh")})
     assert cli("init").returncode == 0
     assert worker("init").returncode == 0
@@ -150,15 +162,25 @@ def market(cli: Cli, swarm_url: str, tmp_path: Path) -> Iterator[Market]:
         created = cli(*net, "dataset", "create", dataset["root"], dataset["manifest"], "--yes")
         assert created.returncode == 0, created.stderr
         dao = created.stdout.strip().splitlines()[-1]
-        posted = cli(
+        post = [
             *net,
             "job", "post", "--dao", dao, "--steps", "3", "--reward", "0.5", "--rank", "4",
             "--batch-size", "2", "--seq-len", "24", "--checkpoint-every", "2",
             "--challenge-window", str(WINDOW), "--seed", "3", "--yes",
-        )  # fmt: skip
+        ]  # fmt: skip
+        if gpu_job_first:
+            printed = cli("train", "profile", "--json")
+            assert printed.returncode == 0, printed.stderr
+            gpu = json.loads(printed.stdout)["profile"] | GPU_STACK
+            (tmp_path / "gpu.json").write_text(json.dumps(gpu))
+            posted = cli(*post, "--profile", str(tmp_path / "gpu.json"))
+            assert posted.returncode == 0, posted.stderr
+            assert "NVIDIA H200, CUDA 13.0" in posted.stderr  # the profile it pinned
+            assert posted.stdout.strip().splitlines()[-1] == "1"
+        posted = cli(*post)
         assert posted.returncode == 0, posted.stderr
         job_id = posted.stdout.strip().splitlines()[-1]
-        assert job_id == "1"
+        assert job_id == ("2" if gpu_job_first else "1")
         yield Market(
             cli, worker, net, w3, rpc, str(info["deployment_file"]), worker_address, job_id
         )
@@ -169,7 +191,9 @@ def market(cli: Cli, swarm_url: str, tmp_path: Path) -> Iterator[Market]:
 def test_requester_worker_and_verifier_as_processes_end_with_the_worker_paid(
     cli: Cli, swarm_url: str, tmp_path: Path
 ) -> None:
-    with market(cli, swarm_url, tmp_path) as m:
+    """Job 1 is for a GPU worker (`job post --profile`): this CPU worker skips it, saying
+    why, and trains job 2."""
+    with market(cli, swarm_url, tmp_path, gpu_job_first=True) as m:
         refused = m.worker(*m.net, "train", "worker", "--deployment", m.deployment)
         assert refused.returncode != 0
         assert "--opt-in" in refused.stderr
@@ -178,6 +202,9 @@ def test_requester_worker_and_verifier_as_processes_end_with_the_worker_paid(
         process = m.spawn_worker()
         try:
             lines = _read_until(process, "submitted log root", 400)
+            skipped = [line for line in lines if line.startswith("job 1: skipped")]
+            assert skipped, lines
+            assert "device: 'cpu' here, 'cuda' pinned" in skipped[0]
             assert any("step 3/3" in line for line in lines), lines
             verified = cli(*m.net, "verify", m.job_id, "--samples", "3", "--no-challenge")
             assert verified.returncode == 0, verified.stdout + verified.stderr
@@ -194,6 +221,8 @@ def test_requester_worker_and_verifier_as_processes_end_with_the_worker_paid(
 
         shown = cli(*m.net, "job", "show", m.job_id, "--json")
         assert json.loads(shown.stdout)["status"] == JobStatus.FINALIZED
+        gpu_job = cli(*m.net, "job", "show", "1", "--json")
+        assert json.loads(gpu_job.stdout)["status"] == JobStatus.POSTED  # still waits for a GPU
         fetched = cli(*m.net, "adapter", "fetch", m.job_id)
         assert fetched.returncode == 0, fetched.stderr
         path = Path(fetched.stdout.strip())
