@@ -103,10 +103,14 @@ def _why(text: str) -> str:
     return "only the digits 0-9, one decimal point and an exponent (1.5e3) are accepted"
 
 
-def format_ether(wei: int, *, unit: bool = True) -> str:
-    """`wei` as exact decimal ether: 1500000000000000000 -> "1.5 ETH" ("1.5" without unit)."""
+def format_ether(wei: int, *, unit: bool = True, places: int = DECIMALS) -> str:
+    """`wei` as exact decimal ether: 1500000000000000000 -> "1.5 ETH" ("1.5" without unit).
+
+    `places` below 18 cuts the decimals after that many (toward zero), for summaries
+    where gas makes the last digits noise.
+    """
     sign = "-" if wei < 0 else ""
     whole, frac = divmod(abs(wei), WEI_PER_ETHER)
-    decimals = str(frac).rjust(DECIMALS, "0").rstrip("0")
+    decimals = str(frac).rjust(DECIMALS, "0")[:places].rstrip("0")
     number = f"{sign}{whole}{'.' + decimals if decimals else ''}"
     return f"{number} ETH" if unit else number

@@ -13,17 +13,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Payment", "StepRecord", "Summary", "format_ether"]
+from chain import units
 
-WEI_PER_ETHER = 10**18
+__all__ = ["Payment", "StepRecord", "Summary", "format_ether"]
 
 
 def format_ether(wei: int) -> str:
     """Wei as ether with up to 6 decimals ("0.5 ETH", "-0.000123 ETH")."""
-    sign = "-" if wei < 0 else ""
-    whole, rest = divmod(abs(wei), WEI_PER_ETHER)
-    decimals = f"{rest:018d}"[:6].rstrip("0")
-    return f"{sign}{whole}{'.' + decimals if decimals else ''} ETH"
+    return units.format_ether(wei, places=6)
 
 
 @dataclass(frozen=True)

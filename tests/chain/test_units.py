@@ -101,6 +101,10 @@ def test_format_is_exact_never_a_float() -> None:
     assert format_ether(15 * 10**17) == "1.5 ETH"
     assert format_ether(-15 * 10**17) == "-1.5 ETH"
     assert format_ether(0) == "0 ETH"
+    assert format_ether(-123_456_789_000_000, places=6) == "-0.000123 ETH"  # cut, not rounded
+    assert format_ether(15 * 10**17 + 1, places=6) == "1.5 ETH"
+    assert format_ether(10**12, places=6) == "0.000001 ETH"
+    assert format_ether(10**12 - 1, places=6) == "0 ETH"
     # a float would print 1.2345678901234568e+28 here
     assert format_ether(LONG_WEI * 10**18) == "12345678901123456789012345678 ETH"
 
