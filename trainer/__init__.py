@@ -21,6 +21,8 @@ Modules and what each owns:
   TF32), its hash, ``pin_profile``, ``cuda_unavailable``.
 - ``model``: ``load_base_model`` (GGUF -> fp32 transformers Llama),
   ``LoraModel`` (peft LoRA on attention projections, canonical tensor names).
+- ``basecache``: those fp32 weights cached as safetensors (keyed by the GGUF's hash
+  and the torch/transformers versions, SHA-256 checked) so a process starts in seconds.
 - ``state``: ``TrainerState``, LoRA tensors and Adam moments as canonical bytes
   (its keccak is the committed state hash; its bytes the checkpoint).
 - ``step``: ``Hyperparams``, the batch plan and dropout seed from (seed, step),

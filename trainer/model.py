@@ -72,8 +72,27 @@ def base_model_hash(path: Path) -> bytes:
         raise BaseModelError(f"{path}: cannot read the model file ({exc})") from exc
 
 
-def load_base_model(path: Path) -> nn.Module:
-    """The GGUF's weights as an fp32 `LlamaForCausalLM` (eval mode, no gradients)."""
+def load_base_model(path: Path, *, cache: bool = True) -> nn.Module:
+    """The GGUF's weights as an fp32 `LlamaForCausalLM` (eval mode, no gradients).
+
+    With `cache` (the default) the fp32 weights are read from, or after the first load
+    written to, the base-model cache (`trainer.basecache`): the same tensors, bit for
+    bit, in seconds instead of a dequantization of the whole GGUF.
+    """
+    if not cache:
+        return _from_gguf(path)
+    from trainer import basecache
+
+    model_hash = base_model_hash(path)
+    cached = basecache.load_cached(model_hash)
+    if cached is not None:
+        return cached
+    model = _from_gguf(path)
+    basecache.store(model, model_hash)
+    return model
+
+
+def _from_gguf(path: Path) -> nn.Module:
     from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
 

@@ -33,7 +33,8 @@ _PR_SET_PDEATHSIG = 1
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
+    """(In a child before exec.) SIGKILL this process when the script dies, even by SIGKILL."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -93,7 +94,7 @@ class ChildProcess:
             stderr=subprocess.STDOUT,
             env=_child_environment(),
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         return cls(name, process, log_path, log_file)
 

@@ -15,7 +15,9 @@ source; then it re-runs itself under ``unshare --net`` and, inside:
    ``NOOSPHERE_TEST_BEE_BATCH``, ``NOOSPHERE_TEST_BEE_BATCH_2``, ... and
    ``NOOSPHERE_TEST_ETH_RPC_URL`` set;
 5. stops everything (also on failure, Ctrl-C or SIGTERM) and exits with
-   COMMAND's status (or 2 when the network could not be brought up).
+   COMMAND's status (or 2 when the network could not be brought up). Killed
+   outright (SIGKILL), it takes the nodes, anvil and COMMAND with it: each gets
+   SIGKILL when it dies (``PR_SET_PDEATHSIG``); only the work directory is left.
 
 Nothing it starts can reach or listen outside the namespace, which disappears
 with its last process. Progress goes to stderr; node logs go to the work
@@ -38,7 +40,7 @@ from types import FrameType
 
 import beechain
 from beebuild import BeeBuildError, contracts_source, ensure_bee
-from beenode import BeeProcess, ChildProcess, wait_for
+from beenode import BeeProcess, ChildProcess, die_with_parent, wait_for
 
 log = logging.getLogger("bee-localnet")
 
@@ -231,7 +233,9 @@ def _inside(args: argparse.Namespace) -> int:
     failed = True
     try:
         log.info("running: %s", " ".join(args.command))
-        child = subprocess.Popen(args.command, env=net.environment())
+        # COMMAND dies with this script like the nodes do: `noosphere demo --real-bee` is
+        # this process (exec), and its own children die with it in turn.
+        child = subprocess.Popen(args.command, env=net.environment(), preexec_fn=die_with_parent)
         try:
             status = child.wait()
         except BaseException:
