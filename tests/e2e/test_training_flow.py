@@ -35,6 +35,7 @@ from chain.records import Verdict as Vote
 from swarm_vectordb.bee import BeeClient
 from tests.chain.test_cli import start_dev_chain
 from tests.conftest import Cli, stop_process
+from tests.trainer.test_profile_file import A_GPU_FIELDS
 from trainer.validator import Validator
 
 pytestmark = [
@@ -43,14 +44,6 @@ pytestmark = [
 ]
 ETHER = 10**18
 WINDOW = 600
-GPU_STACK = {  # what `train profile --device cuda --json` adds on a GPU worker
-    "device": "cuda",
-    "gpu": "NVIDIA H200",
-    "cuda_version": "13.0",
-    "cudnn_version": "92000",
-    "cublas_workspace": ":4096:8",
-    "tf32": False,
-}
 CORPUS = {
     "a.txt": "Rivers carry water from mountains to the sea. " * 12,
     "b.txt": "Bees collect nectar and make honey in their hives. " * 12,
@@ -171,7 +164,7 @@ def market(
         if gpu_job_first:
             printed = cli("train", "profile", "--json")
             assert printed.returncode == 0, printed.stderr
-            gpu = json.loads(printed.stdout)["profile"] | GPU_STACK
+            gpu = json.loads(printed.stdout)["profile"] | A_GPU_FIELDS
             (tmp_path / "gpu.json").write_text(json.dumps(gpu))
             posted = cli(*post, "--profile", str(tmp_path / "gpu.json"))
             assert posted.returncode == 0, posted.stderr
